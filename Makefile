@@ -1,0 +1,92 @@
+# secret-proxy: build, test and demo. `make help` lists the targets.
+#
+# The product modules form a go.work workspace; `go test ./...` at the root does
+# not work there (no root module), so every Go command loops over MODULES.
+# Tools are pinned as `tool` directives in their own modules under tools/ and run
+# with `go tool -modfile=...`, so they never raise the product's dependencies.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+export GOFLAGS ?= -modcacherw
+ROOT := $(CURDIR)
+MODULES := $(patsubst %/go.mod,%,$(wildcard proto/go.mod sidecar/go.mod orderapp/go.mod e2e/go.mod))
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN := $(ROOT)/bin
+LDFLAGS_SIDECAR := -s -w -X github.com/secretproxy/secretproxy/sidecar/internal/buildinfo.version=$(VERSION)
+LDFLAGS_APP := -s -w -X github.com/secretproxy/secretproxy/orderapp/internal/buildinfo.version=$(VERSION)
+
+# Tool invocations. GOWORK=off: a tool module is not part of the workspace (and
+# -modfile is refused in workspace mode); staticcheck then checks each module on
+# its own, which works because every module replaces its siblings.
+BUF := GOWORK=off go tool -modfile=$(ROOT)/tools/buf/go.mod buf
+STATICCHECK := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod staticcheck
+BENCHSTAT := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod benchstat
+
+# step prints what runs, so a CI log reads as a story.
+step = printf '\n==> %s\n' "$(1)"
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: generate
+generate: ## Regenerate the Go code of the gRPC API from proto/ (buf, pinned plugins).
+	@$(call step,buf generate (proto/secretproxy/v1))
+	rm -f proto/secretproxy/v1/*.pb.go
+	cd proto && $(BUF) generate
+
+.PHONY: check-generated
+check-generated: generate ## Fail when the committed generated code differs from a fresh `make generate`.
+	@$(call step,generated code is up to date)
+	@if ! git diff --exit-code -- proto || [ -n "$$(git status --porcelain -- proto | grep '^??' || true)" ]; then \
+		echo "generated code is out of date: run 'make generate' and commit the result" >&2; exit 1; fi
+
+.PHONY: build
+build: ## Build secret-proxy, kv-emulator and orderapp into bin/.
+	@$(call step,go build into bin/ (version $(VERSION)))
+	mkdir -p $(BIN)
+	cd sidecar && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS_SIDECAR)' -o $(BIN)/secret-proxy ./cmd/secret-proxy
+	cd sidecar && CGO_ENABLED=0 go build -trimpath -o $(BIN)/kv-emulator ./cmd/kv-emulator
+	cd orderapp && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS_APP)' -o $(BIN)/orderapp ./cmd/orderapp
+
+.PHONY: lint
+lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
+	@$(call step,gofmt)
+	@out=$$(gofmt -l $(MODULES) tools); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@for m in $(MODULES); do $(call step,go vet ($$m)); (cd $$m && go vet ./...); done
+	@for m in $(MODULES); do $(call step,staticcheck ($$m)); (cd $$m && $(STATICCHECK) ./...); done
+	@$(call step,buf lint)
+	cd proto && $(BUF) lint
+	@$(call step,buf breaking (against the last commit))
+	@if git rev-parse -q --verify HEAD >/dev/null; then cd proto && $(BUF) breaking --against '$(ROOT)/.git#ref=HEAD,subdir=proto'; fi
+
+.PHONY: test
+test: check-generated lint test-go test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), charts and Dockerfiles.
+	@$(call step,make test: all passed)
+
+.PHONY: test-go
+test-go: ## Go tests of every workspace module, with -race.
+	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && go test -race -count=1 -timeout 15m ./...); done
+
+.PHONY: test-charts
+test-charts: ## Offline chart and Dockerfile checks (render, strict decode, lint, Pod Security, kubeconform, helm-unittest).
+	@$(call step,charts: not ready yet)
+
+.PHONY: test-slow
+test-slow: ## The slow tier: the rendered chart against a real kube-apiserver (server-side dry run).
+	@$(call step,test-slow: not ready yet)
+
+.PHONY: charts
+charts: ## Lint and render the Helm charts.
+	@echo "charts: not ready yet (issue 6)"
+
+.PHONY: demo
+demo: ## Run the whole pod locally: kv-emulator, secret-proxy and orderapp on sqlite.
+	@echo "demo: not ready yet (issue 5)"
+
+.PHONY: clean
+clean: ## Remove build outputs.
+	rm -rf $(BIN) .demo
