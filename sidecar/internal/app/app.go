@@ -1,0 +1,362 @@
+// Package app wires the sidecar together: configuration, credential, vault
+// client, cache and refresher, gRPC and ops listeners, all under one errgroup
+// with a graceful shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/grpcapi"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/ops"
+)
+
+// Options are what the binary and the tests inject.
+type Options struct {
+	// Version goes into secretproxy_build_info and the start log.
+	Version string
+	// Logger; nil builds one from cfg.Log writing to LogOutput (stderr when nil).
+	Logger    *slog.Logger
+	LogOutput io.Writer
+	// KeyVault carries the HTTP transport (tests trust the emulator's CA with it).
+	KeyVault keyvault.Options
+	// Fetcher replaces the vault client; nil builds the real one.
+	Fetcher cache.Fetcher
+	Clock   clock.Clock
+	// Registry receives the metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// ShutdownTimeout bounds the graceful stop of the gRPC server. Default 8 s,
+	// inside Kubernetes' default 30 s grace period and the 10 s the design promises.
+	ShutdownTimeout time.Duration
+}
+
+// App is a sidecar with its listeners open.
+type App struct {
+	cfg      config.Config
+	o        Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	cache    *cache.Cache
+	grpc     *grpcapi.Server
+	tcp      net.Listener
+	unix     net.Listener
+	opsLis   net.Listener
+	ops      *http.Server
+	draining atomic.Bool
+	start    time.Time
+}
+
+// NewLogger builds the slog logger of cfg.Log.
+func NewLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
+	lvl, err := config.ParseLevel(l.Level)
+	if err != nil {
+		return nil, err
+	}
+	ho := &slog.HandlerOptions{Level: lvl}
+	if l.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, ho)), nil
+}
+
+// New validates cfg, builds every part and opens the listeners. Nothing is
+// served until Run.
+func New(cfg config.Config, o Options) (a *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 8 * time.Second
+	}
+	log := o.Logger
+	if log == nil {
+		w := o.LogOutput
+		if w == nil {
+			w = os.Stderr
+		}
+		if log, err = NewLogger(cfg.Log, w); err != nil {
+			return nil, err
+		}
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	a = &App{cfg: cfg, o: o, log: log, reg: reg, start: time.Now()}
+	m := metrics.New(reg, cfg.DeclaredNames(), o.Version)
+
+	var token string
+	if cfg.ClientAuth.TokenFile != "" {
+		b, err := os.ReadFile(cfg.ClientAuth.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read clientAuth.tokenFile: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, fmt.Errorf("clientAuth.tokenFile %s is empty: put the bearer token callers must send in it", cfg.ClientAuth.TokenFile)
+		}
+	}
+
+	f := o.Fetcher
+	if f == nil {
+		kvo := o.KeyVault
+		kvo.Metrics = m
+		kv, err := keyvault.New(cfg, kvo)
+		if err != nil {
+			return nil, err
+		}
+		f = kv
+	}
+	a.cache = cache.New(cfg, f, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
+	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{
+		Cache: a.cache, Metrics: m, Logger: log, Token: token,
+		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
+	})
+	a.ops = &http.Server{
+		Handler:           ops.Handler(reg, a.ready),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+	}
+
+	defer func() {
+		if err != nil {
+			a.closeListeners()
+		}
+	}()
+	if cfg.Listen.GRPC != "" {
+		if a.tcp, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+			return nil, fmt.Errorf("listen on listen.grpc: %w", err)
+		}
+	}
+	if cfg.Listen.Unix != "" {
+		if a.unix, err = listenUnix(cfg.Listen.Unix); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Listen.Ops != "" {
+		if a.opsLis, err = net.Listen("tcp", cfg.Listen.Ops); err != nil {
+			return nil, fmt.Errorf("listen on listen.ops: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// listenUnix creates the socket with mode 0660: the umask is tightened while
+// the socket file is created so that it is never world-accessible, even for an
+// instant; the group (the pod's fsGroup) lets the application container in.
+func listenUnix(path string) (net.Listener, error) {
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	old := syscall.Umask(0o117)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on listen.unix: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod listen.unix: %w", err)
+	}
+	return l, nil
+}
+
+// removeStale removes a socket left by a previous run; it refuses to remove
+// anything that is not a socket, or a socket something still listens on.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check listen.unix: %w", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("listen.unix %s exists and is not a socket: refusing to remove it", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("listen.unix %s is in use by another process", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove stale socket listen.unix: %w", err)
+	}
+	return nil
+}
+
+// GRPCAddr is the TCP address of the API, "" when off.
+func (a *App) GRPCAddr() string { return addr(a.tcp) }
+
+// UnixPath is the unix socket of the API, "" when off.
+func (a *App) UnixPath() string { return addr(a.unix) }
+
+// OpsAddr is the address of the ops listener, "" when off.
+func (a *App) OpsAddr() string { return addr(a.opsLis) }
+
+// Cache returns the cache, for tests.
+func (a *App) Cache() *cache.Cache { return a.cache }
+
+func addr(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+func (a *App) closeListeners() {
+	for _, l := range []net.Listener{a.tcp, a.unix, a.opsLis} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+func (a *App) ready() (bool, string) {
+	if a.draining.Load() {
+		return false, "shutting down"
+	}
+	ok, waiting := a.cache.Ready()
+	if ok {
+		return true, ""
+	}
+	return false, "waiting for secrets (not loaded, or older than maxStale): " + strings.Join(waiting, ", ")
+}
+
+// Run serves until ctx ends (SIGTERM), then shuts down gracefully: health
+// NOT_SERVING, watch streams end UNAVAILABLE, unary calls finish. A serve
+// error ends it too and is returned.
+func (a *App) Run(ctx context.Context) error {
+	a.log.Info("secret-proxy starting", "version", a.o.Version, "vault", a.cfg.Vault.URL,
+		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets),
+		"grpc", a.GRPCAddr(), "unix", a.UnixPath(), "ops", a.OpsAddr())
+
+	g, gctx := errgroup.WithContext(context.Background())
+	rctx, stopRefresher := context.WithCancel(context.Background())
+	defer stopRefresher()
+
+	g.Go(func() error { return a.cache.Run(rctx) })
+	for _, l := range []net.Listener{a.tcp, a.unix} {
+		if l == nil {
+			continue
+		}
+		g.Go(func() error {
+			// ErrServerStopped: a shutdown came before this listener started.
+			if err := a.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("serve gRPC on %s: %w", l.Addr(), err)
+			}
+			return nil
+		})
+	}
+	if a.opsLis != nil {
+		g.Go(func() error {
+			if err := a.ops.Serve(a.opsLis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve ops on %s: %w", a.opsLis.Addr(), err)
+			}
+			return nil
+		})
+	}
+	stopping := make(chan struct{})
+	g.Go(func() error { a.watchReadiness(stopping); return nil })
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			a.log.Info("shutting down", "reason", "signal")
+		case <-gctx.Done():
+			a.log.Error("shutting down after a listener failed")
+		}
+		close(stopping)
+		a.shutdown()
+		stopRefresher()
+		return nil
+	})
+	err := g.Wait()
+	if a.unix != nil {
+		os.Remove(a.cfg.Listen.Unix)
+	}
+	if err != nil {
+		return err
+	}
+	a.log.Info("secret-proxy stopped")
+	return nil
+}
+
+func (a *App) shutdown() {
+	a.draining.Store(true)
+	a.grpc.Health.Shutdown() // NOT_SERVING for every service, and it stays so
+	a.cache.Drain()          // watch streams end UNAVAILABLE
+	done := make(chan struct{})
+	go func() {
+		a.grpc.GracefulStop() // unary calls in flight finish
+		close(done)
+	}()
+	t := time.NewTimer(a.o.ShutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		a.log.Warn("graceful stop timed out; closing the remaining connections", "timeout", a.o.ShutdownTimeout)
+		a.grpc.Stop()
+		<-done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.ops.Shutdown(ctx); err != nil {
+		a.ops.Close()
+	}
+}
+
+// watchReadiness keeps the health service in step with the cache. It wakes on
+// every change and once a second, since maxStale expires with time alone.
+func (a *App) watchReadiness(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	was := false
+	for {
+		ch := a.cache.Changed()
+		ok, waiting := a.cache.Ready()
+		if ok != was {
+			if a.draining.Load() {
+				return
+			}
+			a.grpc.SetReady(ok)
+			if ok {
+				a.log.Info("ready: every declared secret is loaded", "startToReady", time.Since(a.start))
+			} else {
+				a.log.Warn("not ready", "waiting", waiting)
+			}
+			was = ok
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-stop:
+			return
+		}
+	}
+}

@@ -1,0 +1,519 @@
+// Package cache keeps every declared secret in memory: it prefetches them,
+// refreshes them in passes with jitter, retries failures with back-off that
+// honours the vault's Retry-After, shares one vault read per secret between all
+// callers (single-flight), and pushes changes to watchers.
+//
+// The read path of a loaded secret takes no lock and allocates nothing: each
+// secret's state is an immutable view behind an atomic pointer, with its
+// response message built once per vault read.
+package cache
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+)
+
+// Errors of a read. None of them holds a value.
+var (
+	ErrUndeclared   = errors.New("secret is not declared for this pod")
+	ErrNotFound     = errors.New("secret is absent from the vault")
+	ErrDisabled     = errors.New("secret is disabled in the vault")
+	ErrExpired      = errors.New("secret has expired")
+	ErrNotYetValid  = errors.New("secret is not valid yet")
+	ErrUnavailable  = errors.New("secret is not loaded and the vault cannot be reached")
+	ErrTooStale     = errors.New("secret's last good value is older than refresh.maxStale")
+	ErrShuttingDown = errors.New("secret-proxy is shutting down")
+)
+
+// errNotLoaded is internal: the read must wait for a first load.
+var errNotLoaded = errors.New("not loaded yet")
+
+// Fetcher reads one secret from the vault. *keyvault.Client is one.
+type Fetcher interface {
+	Get(ctx context.Context, name, version string) (keyvault.Secret, error)
+}
+
+// Options are the cache's collaborators; zero values get defaults.
+type Options struct {
+	Clock   clock.Clock
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Rand returns a number in [0, 1) for jitter.
+	Rand func() float64
+	// FetchTimeout bounds one vault read. Default 30 s.
+	FetchTimeout time.Duration
+	// DefaultWait is how long a read without a deadline waits for a first load. Default 5 s.
+	DefaultWait time.Duration
+}
+
+type kind uint8
+
+const (
+	kindNone      kind = iota // no vault answer yet
+	kindOK                    // the last read succeeded
+	kindTransient             // the last read failed and may succeed later
+	kindNotFound              // the vault said SecretNotFound
+	kindDisabled              // the vault said SecretDisabled
+)
+
+// view is the immutable state of one secret, swapped whole on every vault answer.
+type view struct {
+	secret      *secretproxyv1.Secret // the last good value; nil if never loaded
+	kind        kind
+	lastSuccess time.Time
+	expires     time.Time
+	notBefore   time.Time
+}
+
+type entry struct {
+	decl config.Secret
+	view atomic.Pointer[view]
+
+	// Guarded by Cache.mu.
+	flight    *flight
+	lastRead  time.Time // when the last vault read started
+	failures  int       // consecutive transient failures
+	nextRetry time.Time // zero: no retry scheduled
+	value     *keyvault.Secret
+}
+
+type flight struct {
+	done  chan struct{}
+	batch bool                  // started by a pass, which publishes its changes together
+	found *secretproxyv1.Secret // set when the read changed the version or value
+}
+
+// Cache holds the declared secrets.
+type Cache struct {
+	cfg  config.Refresh
+	f    Fetcher
+	clk  clock.Clock
+	m    *metrics.Metrics
+	log  *slog.Logger
+	rnd  func() float64
+	opts Options
+
+	entries []*entry
+	byName  map[string]*entry
+
+	ctx    context.Context // lifetime of vault reads
+	cancel context.CancelFunc
+
+	draining chan struct{}
+	drainMu  sync.Once
+
+	mu           sync.Mutex
+	blockedUntil time.Time     // Retry-After for the whole vault
+	changed      chan struct{} // closed and replaced on every state change
+	watchers     map[*watcher]struct{}
+	wake         chan struct{}
+}
+
+// New builds a cache for the declared secrets. Call Run to prefetch and refresh.
+func New(cfg config.Config, f Fetcher, o Options) *Cache {
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = 30 * time.Second
+	}
+	if o.DefaultWait <= 0 {
+		o.DefaultWait = 5 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New(discardRegisterer{}, nil, "")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Cache{
+		cfg: cfg.Refresh, f: f, clk: o.Clock, m: o.Metrics, log: o.Logger, rnd: o.Rand, opts: o,
+		byName:   make(map[string]*entry, len(cfg.Secrets)),
+		ctx:      ctx,
+		cancel:   cancel,
+		draining: make(chan struct{}),
+		changed:  make(chan struct{}),
+		watchers: map[*watcher]struct{}{},
+		wake:     make(chan struct{}, 1),
+	}
+	for _, s := range cfg.Secrets {
+		e := &entry{decl: s}
+		e.view.Store(&view{})
+		c.entries = append(c.entries, e)
+		c.byName[s.Name] = e
+	}
+	return c
+}
+
+// Declared reports whether name is declared.
+func (c *Cache) Declared(name string) bool {
+	_, ok := c.byName[name]
+	return ok
+}
+
+// Get returns a declared secret, waiting for a first load up to 100 ms before
+// ctx's deadline (DefaultWait without one). The returned message is shared and
+// must not be modified.
+func (c *Cache) Get(ctx context.Context, name string) (*secretproxyv1.Secret, error) {
+	e := c.byName[name]
+	if e == nil {
+		return nil, ErrUndeclared
+	}
+	// The hot path: a loaded secret, no lock, no allocation.
+	s, err := c.serve(e.view.Load())
+	if err != errNotLoaded {
+		if err == nil {
+			c.m.ReadHitCounter.Inc()
+		}
+		return s, err
+	}
+	return c.wait(ctx, e, false)
+}
+
+// Refresh reads a declared secret from the vault now, unless it was read less
+// than refresh.minInterval ago, and returns it as Get would.
+func (c *Cache) Refresh(ctx context.Context, name string) (*secretproxyv1.Secret, error) {
+	e := c.byName[name]
+	if e == nil {
+		return nil, ErrUndeclared
+	}
+	return c.wait(ctx, e, true)
+}
+
+// serve applies the table of DESIGN.md section 3 to one view.
+func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
+	if v.secret == nil {
+		switch v.kind {
+		case kindNotFound:
+			return nil, ErrNotFound
+		case kindDisabled:
+			return nil, ErrDisabled
+		}
+		return nil, errNotLoaded
+	}
+	if v.kind == kindDisabled {
+		return nil, ErrDisabled
+	}
+	if c.cfg.MaxStale > 0 && v.kind != kindOK && c.clk.Now().Sub(v.lastSuccess) > c.cfg.MaxStale.D() {
+		return nil, ErrTooStale
+	}
+	if c.cfg.RefuseExpired {
+		now := c.clk.Now()
+		if !v.expires.IsZero() && !now.Before(v.expires) {
+			return nil, ErrExpired
+		}
+		if !v.notBefore.IsZero() && now.Before(v.notBefore) {
+			return nil, ErrNotYetValid
+		}
+	}
+	return v.secret, nil
+}
+
+// wait is the slow path: it joins or starts a vault read and waits for an answer.
+func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv1.Secret, error) {
+	d := c.opts.DefaultWait
+	if dl, ok := ctx.Deadline(); ok {
+		d = time.Until(dl) - 100*time.Millisecond
+	}
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	timer := c.clk.NewTimer(d)
+	defer timer.Stop()
+
+	var joined *flight
+	first := true
+	for {
+		c.mu.Lock()
+		v := e.view.Load()
+		if !refresh || joined != nil {
+			if s, err := c.serve(v); err != errNotLoaded {
+				c.mu.Unlock()
+				return s, err
+			}
+		}
+		fl := e.flight
+		coalesced := fl != nil
+		if fl == nil {
+			fl = c.startLocked(e, false)
+		}
+		if refresh && fl == nil {
+			// Within minInterval or throttled: the cache answers.
+			refresh = false
+			if s, err := c.serve(v); err != errNotLoaded {
+				c.mu.Unlock()
+				return s, err
+			}
+		}
+		if first && !refresh {
+			if coalesced {
+				c.m.ReadCoalescedCounter.Inc()
+			} else {
+				c.m.ReadWaitCounter.Inc()
+			}
+		}
+		first = false
+		ch := c.changed
+		c.mu.Unlock()
+
+		var done <-chan struct{}
+		if fl != nil {
+			done = fl.done
+		}
+		select {
+		case <-done:
+			joined = fl
+		case <-ch:
+			if fl != nil && refresh {
+				// Keep waiting for our own read to answer.
+				continue
+			}
+		case <-timer.C():
+			if refresh && joined == nil {
+				return c.serveOrUnavailable(e)
+			}
+			return nil, ErrUnavailable
+		case <-ctx.Done():
+			return nil, ErrUnavailable
+		case <-c.draining:
+			return nil, ErrShuttingDown
+		}
+	}
+}
+
+func (c *Cache) serveOrUnavailable(e *entry) (*secretproxyv1.Secret, error) {
+	s, err := c.serve(e.view.Load())
+	if err == errNotLoaded {
+		return nil, ErrUnavailable
+	}
+	return s, err
+}
+
+// startLocked starts a vault read of e unless one is in flight, the vault is
+// throttled, or (unless force) e was read less than minInterval ago. It
+// returns the flight in progress, or nil.
+func (c *Cache) startLocked(e *entry, batch bool) *flight {
+	if e.flight != nil {
+		return e.flight
+	}
+	now := c.clk.Now()
+	if now.Before(c.blockedUntil) {
+		return nil
+	}
+	if !e.lastRead.IsZero() && now.Sub(e.lastRead) < c.cfg.MinInterval.D() {
+		return nil
+	}
+	fl := &flight{done: make(chan struct{}), batch: batch}
+	e.flight = fl
+	e.lastRead = now
+	go c.fetch(e, fl)
+	return fl
+}
+
+func (c *Cache) fetch(e *entry, fl *flight) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
+	start := time.Now()
+	s, err := c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
+	cancel()
+	took := time.Since(start)
+
+	c.mu.Lock()
+	found := c.applyLocked(e, s, err, took)
+	e.flight = nil
+	fl.found = found
+	if found != nil && !fl.batch {
+		c.publishLocked([]*secretproxyv1.Secret{found})
+	}
+	c.broadcastLocked()
+	c.mu.Unlock()
+	close(fl.done)
+	select {
+	case c.wake <- struct{}{}: // a new retry time may be due before the refresher's timer
+	default:
+	}
+}
+
+// applyLocked records one vault answer. It returns the new secret when its
+// version or value changed, else nil.
+func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Duration) *secretproxyv1.Secret {
+	now := c.clk.Now()
+	name := e.decl.Name
+	old := e.view.Load()
+	if err == nil {
+		changed := e.value == nil || e.value.Version != s.Version || e.value.Value != s.Value
+		e.value = &s
+		e.failures = 0
+		e.nextRetry = time.Time{}
+		nv := &view{secret: buildSecret(name, &s, now, false), kind: kindOK, lastSuccess: now, expires: s.Expires, notBefore: s.NotBefore}
+		e.view.Store(nv)
+		c.m.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
+		c.m.Stale.WithLabelValues(name).Set(0)
+		if !s.Expires.IsZero() {
+			c.m.Expiry.WithLabelValues(name).Set(float64(s.Expires.Unix()))
+		} else {
+			c.m.Expiry.DeleteLabelValues(name)
+		}
+		if changed {
+			c.m.Refresh.WithLabelValues(name, metrics.RefreshChanged).Inc()
+			c.log.Info("secret loaded", "secret", name, "version", s.Version, "changed", true, "duration", took)
+			return nv.secret
+		}
+		c.m.Refresh.WithLabelValues(name, metrics.RefreshUnchanged).Inc()
+		c.log.Info("secret confirmed", "secret", name, "version", s.Version, "changed", false, "duration", took)
+		return nil
+	}
+
+	c.m.Refresh.WithLabelValues(name, metrics.RefreshError).Inc()
+	k := kindTransient
+	switch {
+	case errors.Is(err, keyvault.ErrNotFound):
+		k = kindNotFound
+	case errors.Is(err, keyvault.ErrDisabled):
+		k = kindDisabled
+	}
+	nv := &view{kind: k, lastSuccess: old.lastSuccess, expires: old.expires, notBefore: old.notBefore}
+	if e.value != nil {
+		nv.secret = old.secret
+		if !old.secret.GetStale() {
+			nv.secret = buildSecret(name, e.value, old.lastSuccess, true)
+		}
+		c.m.Stale.WithLabelValues(name).Set(1)
+	}
+	e.view.Store(nv)
+
+	if k == kindTransient {
+		e.failures++
+		retry := now.Add(c.backoff(e.failures))
+		if ra, ok := keyvault.RetryAfter(err); ok {
+			until := now.Add(ra)
+			if until.After(c.blockedUntil) {
+				c.blockedUntil = until
+			}
+			c.log.Warn("vault is throttling; no vault read before Retry-After has passed", "secret", name, "retryAfter", ra)
+		}
+		if retry.Before(c.blockedUntil) {
+			retry = c.blockedUntil
+		}
+		e.nextRetry = retry
+		c.log.Warn("vault read failed; serving the last good value if any", "secret", name, "loaded", e.value != nil,
+			"error", err.Error(), "failures", e.failures, "retryIn", retry.Sub(now), "duration", took)
+		return nil
+	}
+	// Not found and disabled are settled answers: the next pass checks again.
+	e.failures = 0
+	e.nextRetry = time.Time{}
+	switch {
+	case k == kindNotFound && e.value != nil:
+		c.log.Error("secret was deleted from the vault; serving its last good value marked stale", "secret", name, "version", e.value.Version)
+	case k == kindNotFound:
+		c.log.Error("declared secret is absent from the vault", "secret", name, "vaultSecret", e.decl.VaultName())
+	default:
+		c.log.Error("secret is disabled in the vault; reads answer FAILED_PRECONDITION", "secret", name)
+	}
+	return nil
+}
+
+// backoff is exponential from minInterval up to interval, with +0-20% jitter.
+func (c *Cache) backoff(failures int) time.Duration {
+	d := c.cfg.MinInterval.D()
+	for i := 1; i < failures && d < c.cfg.Interval.D(); i++ {
+		d *= 2
+	}
+	d = min(d, c.cfg.Interval.D())
+	return d + time.Duration(float64(d)*0.2*c.rnd())
+}
+
+func (c *Cache) interval() time.Duration {
+	d := c.cfg.Interval.D()
+	j := c.cfg.Jitter * (2*c.rnd() - 1)
+	return d + time.Duration(float64(d)*j)
+}
+
+func (c *Cache) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// Changed returns a channel closed at the next change of any secret's state.
+func (c *Cache) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// Ready reports whether every non-optional secret has been loaded once and
+// none is older than maxStale; notReady names the ones holding readiness back.
+func (c *Cache) Ready() (ready bool, notReady []string) {
+	now := c.clk.Now()
+	for _, e := range c.entries {
+		if e.decl.Optional {
+			continue
+		}
+		v := e.view.Load()
+		if v.secret == nil || (c.cfg.MaxStale > 0 && v.kind != kindOK && now.Sub(v.lastSuccess) > c.cfg.MaxStale.D()) {
+			notReady = append(notReady, e.decl.Name)
+		}
+	}
+	return len(notReady) == 0, notReady
+}
+
+// List describes every declared secret, without values.
+func (c *Cache) List() []*secretproxyv1.Secret {
+	out := make([]*secretproxyv1.Secret, 0, len(c.entries))
+	for _, e := range c.entries {
+		v := e.view.Load()
+		s := &secretproxyv1.Secret{Name: e.decl.Name, Stale: v.kind != kindOK && v.kind != kindNone}
+		if v.secret != nil {
+			src := v.secret
+			s.Version, s.ContentType, s.Tags = src.Version, src.ContentType, src.Tags
+			s.UpdateTime, s.ExpireTime, s.NotBeforeTime, s.RefreshTime = src.UpdateTime, src.ExpireTime, src.NotBeforeTime, src.RefreshTime
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func buildSecret(name string, s *keyvault.Secret, refreshed time.Time, stale bool) *secretproxyv1.Secret {
+	p := &secretproxyv1.Secret{
+		Name:        name,
+		Value:       s.Value,
+		Version:     s.Version,
+		ContentType: s.ContentType,
+		Tags:        s.Tags,
+		RefreshTime: timestamppb.New(refreshed),
+		Stale:       stale,
+	}
+	if !s.Updated.IsZero() {
+		p.UpdateTime = timestamppb.New(s.Updated)
+	}
+	if !s.Expires.IsZero() {
+		p.ExpireTime = timestamppb.New(s.Expires)
+	}
+	if !s.NotBefore.IsZero() {
+		p.NotBeforeTime = timestamppb.New(s.NotBefore)
+	}
+	return p
+}
+
+// Drain ends every watch stream with ErrShuttingDown and makes waiting reads
+// give up; reads of loaded secrets keep working.
+func (c *Cache) Drain() {
+	c.drainMu.Do(func() { close(c.draining) })
+}

@@ -1,0 +1,335 @@
+// Package config holds the secret-proxy configuration: its defaults, the YAML
+// file parser, the command-line overrides and the validation that reports every
+// problem at once with its YAML path.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Auth modes accepted in auth.mode.
+const (
+	AuthDefault          = "default"
+	AuthWorkloadIdentity = "workload-identity"
+	AuthManagedIdentity  = "managed-identity"
+)
+
+// Config is the whole configuration of one sidecar.
+type Config struct {
+	Vault      Vault      `yaml:"vault"`
+	Auth       Auth       `yaml:"auth"`
+	Secrets    []Secret   `yaml:"secrets"`
+	Refresh    Refresh    `yaml:"refresh"`
+	Listen     Listen     `yaml:"listen"`
+	ClientAuth ClientAuth `yaml:"clientAuth"`
+	Log        Log        `yaml:"log"`
+}
+
+// Vault says which Key Vault to read.
+type Vault struct {
+	URL                                  string `yaml:"url"`
+	DisableChallengeResourceVerification bool   `yaml:"disableChallengeResourceVerification"`
+}
+
+// Auth says how the sidecar gets its Entra ID token.
+type Auth struct {
+	Mode                     string `yaml:"mode"`
+	ClientID                 string `yaml:"clientId"`
+	DisableInstanceDiscovery bool   `yaml:"disableInstanceDiscovery"`
+}
+
+// Secret declares one secret this pod may read.
+type Secret struct {
+	Name        string `yaml:"name"`
+	VaultSecret string `yaml:"vaultSecret"`
+	Version     string `yaml:"version"`
+	Optional    bool   `yaml:"optional"`
+}
+
+// Refresh tunes the refresher.
+type Refresh struct {
+	Interval      Duration `yaml:"interval"`
+	Jitter        float64  `yaml:"jitter"`
+	MinInterval   Duration `yaml:"minInterval"`
+	MaxStale      Duration `yaml:"maxStale"`
+	RefuseExpired bool     `yaml:"refuseExpired"`
+}
+
+// Listen says where the sidecar serves.
+type Listen struct {
+	GRPC             string `yaml:"grpc"`
+	Reflection       bool   `yaml:"reflection"`
+	AllowNonLoopback bool   `yaml:"allowNonLoopback"`
+	Unix             string `yaml:"unix"`
+	Ops              string `yaml:"ops"`
+}
+
+// ClientAuth says who may call the gRPC API.
+type ClientAuth struct {
+	TokenFile   string `yaml:"tokenFile"`
+	AllowedUIDs []int  `yaml:"allowedUIDs"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Duration is a time.Duration written as "5m" or "10s" in YAML.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration used for every field the file leaves out.
+func Default() Config {
+	return Config{
+		Auth: Auth{Mode: AuthDefault},
+		Refresh: Refresh{
+			Interval:    Duration(5 * time.Minute),
+			Jitter:      0.1,
+			MinInterval: Duration(10 * time.Second),
+		},
+		Listen: Listen{
+			GRPC: "127.0.0.1:50051",
+			Ops:  "0.0.0.0:9090",
+		},
+		Log: Log{Level: "info", Format: "json"},
+	}
+}
+
+// VaultName returns the Key Vault name of a declared secret.
+func (s Secret) VaultName() string {
+	if s.VaultSecret != "" {
+		return s.VaultSecret
+	}
+	return s.Name
+}
+
+// Problem is one configuration error, located by its YAML path.
+type Problem struct {
+	Path    string
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// Problems is every configuration error found at once.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
+}
+
+// ValidName reports whether s is a Key Vault secret name: 1 to 127 of [0-9A-Za-z-].
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 127 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks the whole configuration and returns every problem at once as
+// Problems, or nil.
+func (c *Config) Validate() error {
+	var ps Problems
+	add := func(path, format string, args ...any) {
+		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+
+	switch {
+	case c.Vault.URL == "":
+		add("vault.url", "required: the Key Vault URL, e.g. https://my-vault.vault.azure.net/")
+	default:
+		u, err := url.Parse(c.Vault.URL)
+		switch {
+		case err != nil:
+			add("vault.url", "not a URL: %v", err)
+		case u.Scheme != "https":
+			add("vault.url", "must be https (bearer tokens are never sent over %q)", u.Scheme)
+		case u.Host == "":
+			add("vault.url", "has no host")
+		}
+	}
+
+	switch c.Auth.Mode {
+	case AuthDefault, AuthWorkloadIdentity, AuthManagedIdentity:
+	default:
+		add("auth.mode", "%q is not one of default, workload-identity, managed-identity", c.Auth.Mode)
+	}
+
+	if len(c.Secrets) == 0 {
+		add("secrets", "declare at least one secret this pod may read")
+	}
+	seen := make(map[string]int, len(c.Secrets))
+	for i, s := range c.Secrets {
+		p := fmt.Sprintf("secrets[%d]", i)
+		switch {
+		case s.Name == "":
+			add(p+".name", "required")
+		case !ValidName(s.Name):
+			add(p+".name", "%q is not a Key Vault secret name (1-127 of [0-9A-Za-z-])", s.Name)
+		default:
+			if j, dup := seen[s.Name]; dup {
+				add(p+".name", "%q is already declared at secrets[%d]", s.Name, j)
+			} else {
+				seen[s.Name] = i
+			}
+		}
+		if s.VaultSecret != "" && !ValidName(s.VaultSecret) {
+			add(p+".vaultSecret", "%q is not a Key Vault secret name (1-127 of [0-9A-Za-z-])", s.VaultSecret)
+		}
+		if s.Version != "" && !validVersion(s.Version) {
+			add(p+".version", "%q is not a Key Vault version id (letters and digits)", s.Version)
+		}
+	}
+
+	r := c.Refresh
+	if r.Interval.D() < time.Second {
+		add("refresh.interval", "must be at least 1s, got %s", r.Interval.D())
+	}
+	if r.Jitter < 0 || r.Jitter >= 1 {
+		add("refresh.jitter", "must be in [0, 1), got %v", r.Jitter)
+	}
+	if r.MinInterval.D() <= 0 {
+		add("refresh.minInterval", "must be positive, got %s", r.MinInterval.D())
+	} else if r.Interval.D() >= time.Second && r.MinInterval.D() > r.Interval.D() {
+		add("refresh.minInterval", "must not exceed refresh.interval (%s), got %s", r.Interval.D(), r.MinInterval.D())
+	}
+	if r.MaxStale.D() < 0 {
+		add("refresh.maxStale", "must be 0 (serve stale for ever) or positive, got %s", r.MaxStale.D())
+	}
+
+	l := c.Listen
+	if l.GRPC == "" && l.Unix == "" {
+		add("listen", "set listen.grpc or listen.unix: nothing would serve the API")
+	}
+	if l.GRPC != "" {
+		if msg := checkTCP(l.GRPC, !l.AllowNonLoopback); msg != "" {
+			add("listen.grpc", "%s", msg)
+		}
+	}
+	if l.Unix != "" && !strings.HasPrefix(l.Unix, "/") {
+		add("listen.unix", "must be an absolute path, got %q", l.Unix)
+	}
+	if l.Ops != "" {
+		if msg := checkTCP(l.Ops, false); msg != "" {
+			add("listen.ops", "%s", msg)
+		}
+	}
+
+	for i, uid := range c.ClientAuth.AllowedUIDs {
+		if uid < 0 {
+			add(fmt.Sprintf("clientAuth.allowedUIDs[%d]", i), "must be a uid (>= 0), got %d", uid)
+		}
+	}
+	if len(c.ClientAuth.AllowedUIDs) > 0 && l.Unix == "" {
+		add("clientAuth.allowedUIDs", "needs listen.unix: peer credentials exist only on the unix socket")
+	}
+
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		add("log.level", "%v", err)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format", "%q is not one of json, text", c.Log.Format)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+func validVersion(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return len(v) <= 64
+}
+
+// checkTCP returns why addr is not a usable host:port, or "".
+func checkTCP(addr string, loopbackOnly bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port: %v", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Sprintf("%q has no valid port", addr)
+	}
+	if !loopbackOnly {
+		return ""
+	}
+	if host == "localhost" {
+		return ""
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Sprintf("%q is not a loopback address; secrets are served on 127.0.0.1 or ::1 only unless listen.allowNonLoopback is true", addr)
+	}
+	return ""
+}
+
+// Overrides are the command-line flags that override the file. A nil field
+// leaves the file's value.
+type Overrides struct {
+	VaultURL   *string
+	GRPCListen *string
+	UnixSocket *string
+	OpsListen  *string
+	LogLevel   *string
+}
+
+// Apply sets every override that was given.
+func (o Overrides) Apply(c *Config) {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&c.Vault.URL, o.VaultURL)
+	set(&c.Listen.GRPC, o.GRPCListen)
+	set(&c.Listen.Unix, o.UnixSocket)
+	set(&c.Listen.Ops, o.OpsListen)
+	set(&c.Log.Level, o.LogLevel)
+}
+
+// DeclaredNames returns the declared names in configuration order.
+func (c *Config) DeclaredNames() []string {
+	names := make([]string, len(c.Secrets))
+	for i, s := range c.Secrets {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// IsAllowedUID reports whether uid may call over the unix socket.
+func (c *Config) IsAllowedUID(uid int) bool {
+	return len(c.ClientAuth.AllowedUIDs) == 0 || slices.Contains(c.ClientAuth.AllowedUIDs, uid)
+}
+
+var errLevel = errors.New("not one of debug, info, warn, error")

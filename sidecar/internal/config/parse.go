@@ -1,0 +1,191 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadFile reads and parses a configuration file over the defaults. It does not
+// validate: apply the flags first, then call Validate.
+func LoadFile(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse decodes YAML over the defaults. Unknown keys and values of the wrong
+// type are reported together, each with its YAML path, as Problems.
+//
+// The file is walked as a yaml.Node tree rather than decoded in one go, because
+// yaml.v3's KnownFields reports line numbers and stops on the first bad field;
+// operators need the path of every problem at once.
+func Parse(data []byte) (Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file: validation says what is missing
+		}
+		return cfg, Problems{{Message: fmt.Sprintf("not valid YAML: %v", err)}}
+	}
+	var ps Problems
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		ps = append(ps, Problem{Message: "more than one YAML document; put the whole configuration in one"})
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return cfg, nil
+	}
+	w := walker{}
+	w.decode(root, reflect.ValueOf(&cfg).Elem(), "")
+	ps = append(ps, w.problems...)
+	if len(ps) > 0 {
+		return cfg, ps
+	}
+	return cfg, nil
+}
+
+type walker struct {
+	problems Problems
+}
+
+func (w *walker) add(path string, format string, args ...any) {
+	if path == "" {
+		path = "(root)"
+	}
+	w.problems = append(w.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+var durationType = reflect.TypeOf(Duration(0))
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // keep the default
+	}
+	switch {
+	case v.Type() == durationType:
+		if n.Kind != yaml.ScalarNode {
+			w.add(path, "want a duration such as 30s or 5m")
+			return
+		}
+		d, err := time.ParseDuration(n.Value)
+		if err != nil {
+			if n.Value == "0" {
+				v.SetInt(0)
+				return
+			}
+			w.add(path, "%q is not a duration such as 30s or 5m", n.Value)
+			return
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			w.add(path, "want a mapping of keys")
+			return
+		}
+		t := v.Type()
+		fields := make(map[string]int, t.NumField())
+		known := make([]string, 0, t.NumField())
+		for i := range t.NumField() {
+			tag := t.Field(i).Tag.Get("yaml")
+			fields[tag] = i
+			known = append(known, tag)
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			kp := join(path, k.Value)
+			if seen[k.Value] {
+				w.add(kp, "set twice")
+				continue
+			}
+			seen[k.Value] = true
+			idx, ok := fields[k.Value]
+			if !ok {
+				w.add(kp, "unknown key (known here: %s)", strings.Join(known, ", "))
+				continue
+			}
+			w.decode(val, v.Field(idx), kp)
+		}
+	case v.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			w.add(path, "want a list")
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			w.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	default:
+		if n.Kind != yaml.ScalarNode {
+			w.add(path, "want a single %s value", kindName(v.Kind()))
+			return
+		}
+		// Strings must be written as strings: a bare `version: 1234` or
+		// `name: yes` is a YAML number or boolean, and quietly turning it
+		// into text hides typos.
+		if v.Kind() == reflect.String && n.Tag != "!!str" {
+			w.add(path, "want a string, got %s %q (quote it)", strings.TrimPrefix(n.Tag, "!!"), n.Value)
+			return
+		}
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			w.add(path, "want a %s, got %q", kindName(v.Kind()), n.Value)
+		}
+	}
+}
+
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "boolean (true or false)"
+	case reflect.Int, reflect.Int64:
+		return "whole number"
+	case reflect.Float64:
+		return "number"
+	default:
+		return k.String()
+	}
+}
+
+// ParseLevel turns log.level into a slog.Level.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is %w", s, errLevel)
+}

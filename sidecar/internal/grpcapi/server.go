@@ -1,0 +1,222 @@
+package grpcapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+)
+
+// ServiceName is the health service name of the API.
+const ServiceName = "secretproxy.v1.SecretService"
+
+// ServerOptions configure the gRPC server.
+type ServerOptions struct {
+	Cache   *cache.Cache
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	// Token, when not empty, is the bearer token every caller must send.
+	Token string
+	// AllowedUIDs, when not empty, are the only peer uids accepted on the unix socket.
+	AllowedUIDs []int
+	// Reflection turns on gRPC server reflection.
+	Reflection bool
+}
+
+// Server is the gRPC server with its health service.
+type Server struct {
+	*grpc.Server
+	Health *health.Server
+}
+
+// NewServer assembles the gRPC server: the API, grpc.health.v1 (NOT_SERVING
+// until SetReady), and the interceptors in a fixed order: recovery, metrics,
+// logging, auth.
+func NewServer(o ServerOptions) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	ic := &interceptors{m: o.Metrics, log: o.Logger, allowedUIDs: o.AllowedUIDs}
+	if o.Token != "" {
+		ic.wantAuth = []byte("Bearer " + o.Token)
+	}
+	s := grpc.NewServer(
+		grpc.Creds(PeerCredentials()),
+		grpc.MaxRecvMsgSize(256<<10),
+		grpc.ChainUnaryInterceptor(ic.recoverUnary, ic.metricsUnary, ic.logUnary, ic.authUnary),
+		grpc.ChainStreamInterceptor(ic.recoverStream, ic.metricsStream, ic.logStream, ic.authStream),
+	)
+	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache))
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s, hs)
+	if o.Reflection {
+		reflection.Register(s)
+	}
+	if o.Metrics != nil {
+		for svc, info := range s.GetServiceInfo() {
+			for _, m := range info.Methods {
+				o.Metrics.InitMethod("/"+svc+"/"+m.Name, m.IsServerStream)
+			}
+		}
+	}
+	return &Server{Server: s, Health: hs}
+}
+
+// SetReady flips both health services.
+func (s *Server) SetReady(ready bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.Health.SetServingStatus("", st)
+	s.Health.SetServingStatus(ServiceName, st)
+}
+
+type interceptors struct {
+	m           *metrics.Metrics
+	log         *slog.Logger
+	wantAuth    []byte
+	allowedUIDs []int
+}
+
+func (ic *interceptors) recovered(method string, r any) error {
+	// The stack names code, not values; the panic value itself is left out
+	// because it could carry request or secret data.
+	ic.log.Error("panic in gRPC handler", "method", method, "stack", string(debug.Stack()))
+	_ = r
+	return status.Error(codes.Internal, "internal error in secret-proxy; see its logs")
+}
+
+func (ic *interceptors) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			resp, err = nil, ic.recovered(info.FullMethod, r)
+		}
+	}()
+	return h(ctx, req)
+}
+
+func (ic *interceptors) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = ic.recovered(info.FullMethod, r)
+		}
+	}()
+	return h(srv, ss)
+}
+
+func (ic *interceptors) method(full string, streaming bool) *metrics.Method {
+	if ic.m == nil {
+		return nil
+	}
+	if mm := ic.m.Method(full); mm != nil {
+		return mm
+	}
+	return nil
+}
+
+func (ic *interceptors) metricsUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	mm := ic.method(info.FullMethod, false)
+	if mm == nil {
+		return h(ctx, req)
+	}
+	start := time.Now()
+	resp, err := h(ctx, req)
+	mm.Done(status.Code(err), time.Since(start).Seconds())
+	return resp, err
+}
+
+func (ic *interceptors) metricsStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	mm := ic.method(info.FullMethod, true)
+	if mm == nil {
+		return h(srv, ss)
+	}
+	start := time.Now()
+	err := h(srv, ss)
+	mm.Done(status.Code(err), time.Since(start).Seconds())
+	return err
+}
+
+// Per-call logs are at debug only: a line per call would cost more than the call.
+func (ic *interceptors) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if !ic.log.Enabled(ctx, slog.LevelDebug) {
+		return h(ctx, req)
+	}
+	start := time.Now()
+	resp, err := h(ctx, req)
+	ic.log.LogAttrs(ctx, slog.LevelDebug, "grpc call", slog.String("method", info.FullMethod),
+		slog.String("code", status.Code(err).String()), slog.Duration("duration", time.Since(start)))
+	return resp, err
+}
+
+func (ic *interceptors) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx := ss.Context()
+	if !ic.log.Enabled(ctx, slog.LevelDebug) {
+		return h(srv, ss)
+	}
+	start := time.Now()
+	ic.log.LogAttrs(ctx, slog.LevelDebug, "grpc stream started", slog.String("method", info.FullMethod))
+	err := h(srv, ss)
+	ic.log.LogAttrs(ctx, slog.LevelDebug, "grpc stream ended", slog.String("method", info.FullMethod),
+		slog.String("code", status.Code(err).String()), slog.Duration("duration", time.Since(start)))
+	return err
+}
+
+func (ic *interceptors) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := ic.authorize(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (ic *interceptors) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := ic.authorize(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
+
+// authorize checks the caller's peer uid (unix socket) and bearer token.
+// Health is open to all: kubelet probes carry no token, and it reveals nothing.
+func (ic *interceptors) authorize(ctx context.Context, method string) error {
+	if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
+		return nil
+	}
+	if len(ic.allowedUIDs) > 0 {
+		if p, ok := peer.FromContext(ctx); ok {
+			if pi, ok := p.AuthInfo.(PeerInfo); ok && pi.Unix && (!pi.HasCred || !slices.Contains(ic.allowedUIDs, pi.UID)) {
+				ic.log.Warn("refused a unix-socket caller whose uid is not in clientAuth.allowedUIDs", "uid", pi.UID, "pid", pi.PID)
+				return status.Error(codes.Unauthenticated, "this process's uid may not call secret-proxy: add it to clientAuth.allowedUIDs")
+			}
+		}
+	}
+	if ic.wantAuth == nil {
+		return nil
+	}
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+	if len(vals) != 1 {
+		return status.Error(codes.Unauthenticated, `missing bearer token: send "authorization: Bearer <token>" with the token from the sidecar's clientAuth.tokenFile`)
+	}
+	if subtle.ConstantTimeCompare([]byte(vals[0]), ic.wantAuth) != 1 {
+		return status.Error(codes.Unauthenticated, "wrong bearer token: use the token from the sidecar's clientAuth.tokenFile")
+	}
+	return nil
+}

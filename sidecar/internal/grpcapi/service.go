@@ -1,0 +1,171 @@
+// Package grpcapi serves secretproxy.v1.SecretService from the cache, plus the
+// interceptors (recovery, metrics, logging, auth) and the peer-credential
+// transport of the unix socket.
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+)
+
+// MaxBatch is the most names one BatchGetSecrets may ask for.
+const MaxBatch = 100
+
+// Service implements secretproxyv1.SecretServiceServer over the cache.
+type Service struct {
+	secretproxyv1.UnimplementedSecretServiceServer
+	c *cache.Cache
+}
+
+// NewService returns the API over c.
+func NewService(c *cache.Cache) *Service { return &Service{c: c} }
+
+// checkName returns the status of a malformed or undeclared name, or nil.
+func (s *Service) checkName(name string) error {
+	if !config.ValidName(name) {
+		return status.Errorf(codes.InvalidArgument, "%q is not a Key Vault secret name: use 1-127 characters of [0-9A-Za-z-]", truncate(name))
+	}
+	if !s.c.Declared(name) {
+		return status.Errorf(codes.PermissionDenied, "secret %q is not declared for this pod: add it to the sidecar's secrets list", name)
+	}
+	return nil
+}
+
+// truncate keeps a malformed name short in messages and logs.
+func truncate(s string) string {
+	if len(s) > 140 {
+		return s[:140] + "..."
+	}
+	return s
+}
+
+// GetSecret answers one secret from the cache.
+func (s *Service) GetSecret(ctx context.Context, req *secretproxyv1.GetSecretRequest) (*secretproxyv1.GetSecretResponse, error) {
+	sec, err := s.c.Get(ctx, req.GetName())
+	if err != nil {
+		// Validate only on failure: a declared name is valid, so the hit path
+		// skips the character scan.
+		if nerr := s.checkName(req.GetName()); nerr != nil {
+			return nil, nerr
+		}
+		return nil, toStatus(req.GetName(), err)
+	}
+	return &secretproxyv1.GetSecretResponse{Secret: sec}, nil
+}
+
+// BatchGetSecrets answers several secrets, all or nothing.
+func (s *Service) BatchGetSecrets(ctx context.Context, req *secretproxyv1.BatchGetSecretsRequest) (*secretproxyv1.BatchGetSecretsResponse, error) {
+	names := req.GetNames()
+	switch {
+	case len(names) == 0:
+		return nil, status.Error(codes.InvalidArgument, "names is empty: ask for 1 to 100 declared secrets")
+	case len(names) > MaxBatch:
+		return nil, status.Errorf(codes.InvalidArgument, "%d names asked for: ask for at most %d per call", len(names), MaxBatch)
+	}
+	for _, n := range names {
+		if !config.ValidName(n) {
+			return nil, s.checkName(n)
+		}
+	}
+	for _, n := range names {
+		if err := s.checkName(n); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*secretproxyv1.Secret, len(names))
+	for i, n := range names {
+		sec, err := s.c.Get(ctx, n)
+		if err != nil {
+			return nil, toStatus(n, err)
+		}
+		out[i] = sec
+	}
+	return &secretproxyv1.BatchGetSecretsResponse{Secrets: out}, nil
+}
+
+// ListSecrets describes every declared secret without values.
+func (s *Service) ListSecrets(context.Context, *secretproxyv1.ListSecretsRequest) (*secretproxyv1.ListSecretsResponse, error) {
+	return &secretproxyv1.ListSecretsResponse{Secrets: s.c.List()}, nil
+}
+
+// WatchSecrets streams the first values and then every change.
+func (s *Service) WatchSecrets(req *secretproxyv1.WatchSecretsRequest, stream grpc.ServerStreamingServer[secretproxyv1.WatchSecretsResponse]) error {
+	for _, n := range req.GetNames() {
+		if !config.ValidName(n) {
+			return s.checkName(n)
+		}
+	}
+	for _, n := range req.GetNames() {
+		if err := s.checkName(n); err != nil {
+			return err
+		}
+	}
+	err := s.c.Watch(stream.Context(), req.GetNames(), func(secs []*secretproxyv1.Secret) error {
+		return stream.Send(&secretproxyv1.WatchSecretsResponse{Secrets: secs})
+	})
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && !isCacheErr(err) {
+		return err // a send error is already a status
+	}
+	var ne *cache.NameError
+	if errors.As(err, &ne) {
+		return toStatus(ne.Name, ne.Err)
+	}
+	return toStatus("", err)
+}
+
+func isCacheErr(err error) bool {
+	var ne *cache.NameError
+	return errors.As(err, &ne) || errors.Is(err, cache.ErrShuttingDown)
+}
+
+// RefreshSecret reads a secret from the vault now (within minInterval: the cache).
+func (s *Service) RefreshSecret(ctx context.Context, req *secretproxyv1.RefreshSecretRequest) (*secretproxyv1.RefreshSecretResponse, error) {
+	if err := s.checkName(req.GetName()); err != nil {
+		return nil, err
+	}
+	sec, err := s.c.Refresh(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(req.GetName(), err)
+	}
+	return &secretproxyv1.RefreshSecretResponse{Secret: sec}, nil
+}
+
+// toStatus translates a cache error into the status of DESIGN.md section 3.
+// Messages name the secret and say what to do; they never hold a value.
+func toStatus(name string, err error) error {
+	var code codes.Code
+	var msg string
+	switch {
+	case errors.Is(err, cache.ErrUndeclared):
+		code, msg = codes.PermissionDenied, "secret %q is not declared for this pod: add it to the sidecar's secrets list"
+	case errors.Is(err, cache.ErrNotFound):
+		code, msg = codes.NotFound, "secret %q is declared but absent from the vault: create it, or fix vaultSecret in the sidecar's configuration"
+	case errors.Is(err, cache.ErrDisabled):
+		code, msg = codes.FailedPrecondition, "secret %q is disabled in the vault: an operator must enable it"
+	case errors.Is(err, cache.ErrExpired):
+		code, msg = codes.FailedPrecondition, "secret %q has expired in the vault and refuseExpired is on: set a new version"
+	case errors.Is(err, cache.ErrNotYetValid):
+		code, msg = codes.FailedPrecondition, "secret %q is not valid yet (its not-before time is in the future) and refuseExpired is on"
+	case errors.Is(err, cache.ErrTooStale):
+		code, msg = codes.Unavailable, "secret %q could not be refreshed for longer than refresh.maxStale: the vault is unreachable; retry later"
+	case errors.Is(err, cache.ErrShuttingDown):
+		return status.Error(codes.Unavailable, "secret-proxy is shutting down: reconnect and retry")
+	case errors.Is(err, cache.ErrUnavailable):
+		code, msg = codes.Unavailable, "secret %q is not loaded yet and the vault cannot be reached: retry with backoff"
+	default:
+		return status.Error(codes.Internal, fmt.Sprintf("secret %q: internal error; see the sidecar's logs", name))
+	}
+	return status.Errorf(code, msg, name)
+}

@@ -1,0 +1,341 @@
+// Package keyvault reads secrets from Azure Key Vault with the real azidentity
+// and azsecrets clients, classifies the vault's answers, and counts every HTTP
+// try and token request in the metrics.
+package keyvault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+)
+
+// Sentinel errors of a vault read; everything else is transient.
+var (
+	// ErrNotFound: the vault answered 404 SecretNotFound.
+	ErrNotFound = errors.New("secret not found in the vault")
+	// ErrDisabled: the vault answered 403 with inner code SecretDisabled.
+	ErrDisabled = errors.New("secret is disabled in the vault")
+)
+
+// Secret is one version of a secret as the vault returned it.
+type Secret struct {
+	Value       string
+	Version     string
+	ContentType string
+	Tags        map[string]string
+	Updated     time.Time // zero when unset
+	Expires     time.Time // zero when unset
+	NotBefore   time.Time // zero when unset
+}
+
+// TransientError is a failed read that may succeed later. It never holds a value.
+type TransientError struct {
+	// Status is the HTTP status, 0 when no response came.
+	Status int
+	// Code is the vault's error code, e.g. Throttled or Forbidden.
+	Code string
+	// RetryAfter is the vault's Retry-After, 0 when absent.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *TransientError) Error() string {
+	switch {
+	case e.Status == 0:
+		return fmt.Sprintf("vault unreachable: %v", e.Err)
+	case e.RetryAfter > 0:
+		return fmt.Sprintf("vault answered %d %s (retry after %s)", e.Status, e.Code, e.RetryAfter)
+	default:
+		return fmt.Sprintf("vault answered %d %s", e.Status, e.Code)
+	}
+}
+
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// RetryAfter returns the Retry-After of a throttled read.
+func RetryAfter(err error) (time.Duration, bool) {
+	var te *TransientError
+	if errors.As(err, &te) && te.RetryAfter > 0 {
+		return te.RetryAfter, true
+	}
+	return 0, false
+}
+
+// Options are the parts tests and the binary inject.
+type Options struct {
+	// Transport sends every HTTP request (vault and token endpoints). nil: azcore's
+	// default, whose TLS roots honour SSL_CERT_FILE on Linux.
+	Transport policy.Transporter
+	// Metrics counts requests and tokens; nil counts nothing.
+	Metrics *metrics.Metrics
+	// Getenv reads the AKS Workload Identity environment; nil: os.Getenv.
+	Getenv func(string) string
+}
+
+// Client reads secrets. Build one per process.
+type Client struct {
+	c *azsecrets.Client
+}
+
+// New builds the credential and the vault client from the configuration.
+func New(cfg config.Config, o Options) (*Client, error) {
+	cred, err := NewCredential(cfg.Auth, o)
+	if err != nil {
+		return nil, err
+	}
+	return NewWithCredential(cfg.Vault, cred, o)
+}
+
+// NewWithCredential builds the vault client over a credential.
+func NewWithCredential(v config.Vault, cred azcore.TokenCredential, o Options) (*Client, error) {
+	copts := clientOptions(o)
+	copts.PerRetryPolicies = append(copts.PerRetryPolicies, &tryPolicy{m: o.Metrics})
+	c, err := azsecrets.NewClient(v.URL, countingCredential{cred: cred, m: o.Metrics}, &azsecrets.ClientOptions{
+		ClientOptions:                        copts,
+		DisableChallengeResourceVerification: v.DisableChallengeResourceVerification,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create key vault client: %w", err)
+	}
+	return &Client{c: c}, nil
+}
+
+func clientOptions(o Options) azcore.ClientOptions {
+	return azcore.ClientOptions{
+		Transport: o.Transport,
+		// The refresher owns retries and back-off: azcore keeps one quick
+		// retry (0 would mean its default of 3), and a Retry-After longer
+		// than 2 s comes straight back so the refresher can honour it for the
+		// whole vault instead of azcore sleeping on it inside one read.
+		Retry: policy.RetryOptions{
+			MaxRetries:    1,
+			RetryDelay:    500 * time.Millisecond,
+			MaxRetryDelay: 2 * time.Second,
+			TryTimeout:    15 * time.Second,
+		},
+		Telemetry: policy.TelemetryOptions{ApplicationID: "secret-proxy"},
+	}
+}
+
+// Workload identity environment, injected by the AKS Workload Identity webhook.
+const (
+	EnvFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
+	EnvClientID           = "AZURE_CLIENT_ID"
+	EnvTenantID           = "AZURE_TENANT_ID"
+)
+
+// Mode resolves auth.mode "default" to the mode actually used.
+func Mode(a config.Auth, getenv func(string) string) string {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if a.Mode != config.AuthDefault {
+		return a.Mode
+	}
+	if getenv(EnvFederatedTokenFile) != "" && getenv(EnvClientID) != "" && getenv(EnvTenantID) != "" {
+		return config.AuthWorkloadIdentity
+	}
+	return config.AuthManagedIdentity
+}
+
+// NewCredential builds the one credential of the process.
+func NewCredential(a config.Auth, o Options) (azcore.TokenCredential, error) {
+	copts := clientOptions(o)
+	switch Mode(a, o.Getenv) {
+	case config.AuthWorkloadIdentity:
+		getenv := o.Getenv
+		if getenv == nil {
+			getenv = os.Getenv
+		}
+		clientID := a.ClientID
+		if clientID == "" {
+			clientID = getenv(EnvClientID)
+		}
+		cred, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
+			ClientOptions:            copts,
+			ClientID:                 clientID,
+			TenantID:                 getenv(EnvTenantID),
+			TokenFilePath:            getenv(EnvFederatedTokenFile),
+			DisableInstanceDiscovery: a.DisableInstanceDiscovery,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create workload identity credential: %w", err)
+		}
+		return cred, nil
+	default:
+		mo := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: copts}
+		if a.ClientID != "" {
+			mo.ID = azidentity.ClientID(a.ClientID)
+		}
+		cred, err := azidentity.NewManagedIdentityCredential(mo)
+		if err != nil {
+			return nil, fmt.Errorf("create managed identity credential: %w", err)
+		}
+		return cred, nil
+	}
+}
+
+// Get reads one secret; version "" means the latest. Errors are ErrNotFound,
+// ErrDisabled (both wrapped), or a *TransientError.
+func (c *Client) Get(ctx context.Context, name, version string) (Secret, error) {
+	resp, err := c.c.GetSecret(ctx, name, version, nil)
+	if err != nil {
+		return Secret{}, Classify(err)
+	}
+	s := Secret{}
+	if resp.Value != nil {
+		s.Value = *resp.Value
+	}
+	if resp.ID != nil {
+		s.Version = resp.ID.Version()
+	}
+	if resp.ContentType != nil {
+		s.ContentType = *resp.ContentType
+	}
+	if len(resp.Tags) > 0 {
+		s.Tags = make(map[string]string, len(resp.Tags))
+		for k, v := range resp.Tags {
+			if v != nil {
+				s.Tags[k] = *v
+			}
+		}
+	}
+	if a := resp.Attributes; a != nil {
+		if a.Updated != nil {
+			s.Updated = *a.Updated
+		}
+		if a.Expires != nil {
+			s.Expires = *a.Expires
+		}
+		if a.NotBefore != nil {
+			s.NotBefore = *a.NotBefore
+		}
+	}
+	return s, nil
+}
+
+// Classify turns an azsecrets error into ErrNotFound, ErrDisabled or a
+// *TransientError. The messages hold status codes and vault error codes only.
+func Classify(err error) error {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return &TransientError{Err: err}
+		}
+		// Token failures and network errors: keep the cause's type for errors.As,
+		// but its text may be long; it never holds a secret value.
+		return &TransientError{Err: err}
+	}
+	te := &TransientError{Status: re.StatusCode, Code: re.ErrorCode, Err: errors.New(re.ErrorCode)}
+	switch {
+	case re.StatusCode == http.StatusNotFound && re.ErrorCode == "SecretNotFound":
+		return fmt.Errorf("%w (%d %s)", ErrNotFound, re.StatusCode, re.ErrorCode)
+	case re.StatusCode == http.StatusForbidden && innerCode(re.RawResponse) == "SecretDisabled":
+		return fmt.Errorf("%w (%d SecretDisabled)", ErrDisabled, re.StatusCode)
+	}
+	if re.RawResponse != nil {
+		te.RetryAfter = parseRetryAfter(re.RawResponse.Header, time.Now())
+	}
+	return te
+}
+
+// innerCode reads error.innererror.code from a vault error body. azcore has
+// already read the body into a buffer, so reading it again is safe.
+func innerCode(resp *http.Response) string {
+	if resp == nil || resp.Body == nil {
+		return ""
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return ""
+	}
+	var e struct {
+		Error struct {
+			Code       string `json:"code"`
+			InnerError *struct {
+				Code string `json:"code"`
+			} `json:"innererror"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error.InnerError == nil {
+		return ""
+	}
+	return e.Error.InnerError.Code
+}
+
+// parseRetryAfter reads retry-after-ms, x-ms-retry-after-ms or Retry-After
+// (seconds or an HTTP date).
+func parseRetryAfter(h http.Header, now time.Time) time.Duration {
+	for _, k := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {
+		if v := h.Get(k); v != "" {
+			if ms, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && ms > 0 {
+				return time.Duration(ms) * time.Millisecond
+			}
+		}
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// tryPolicy counts every HTTP try: it sits among the per-retry policies, so
+// the 401 challenge and each retry are each one request.
+type tryPolicy struct{ m *metrics.Metrics }
+
+func (p *tryPolicy) Do(req *policy.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := req.Next()
+	if p.m != nil {
+		code := "error"
+		if resp != nil {
+			code = metrics.StatusCode(resp.StatusCode)
+		}
+		p.m.VaultRequests.WithLabelValues("get", code).Inc()
+		p.m.VaultDuration.WithLabelValues("get").Observe(time.Since(start).Seconds())
+	}
+	return resp, err
+}
+
+// countingCredential counts the vault client's token requests.
+type countingCredential struct {
+	cred azcore.TokenCredential
+	m    *metrics.Metrics
+}
+
+func (c countingCredential) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, err := c.cred.GetToken(ctx, o)
+	if c.m != nil {
+		result := "success"
+		if err != nil {
+			result = "error"
+		}
+		c.m.TokenRequests.WithLabelValues(result).Inc()
+	}
+	return tok, err
+}
