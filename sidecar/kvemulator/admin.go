@@ -1,0 +1,197 @@
+package kvemulator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// maxAdminBody bounds admin request bodies: a value is at most 25 KiB.
+const maxAdminBody = 64 << 10
+
+// serveAdmin is the admin API. It is not behind the bearer challenge (tests
+// and the demo drive it with curl), so it refuses any peer that is not
+// loopback, in case the listener was somehow bound wider.
+func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return adminError(w, http.StatusForbidden, "Forbidden", "the admin API answers loopback peers only")
+	}
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	switch {
+	case len(parts) == 2 && parts[1] == "requests":
+		switch r.Method {
+		case http.MethodGet:
+			return writeJSON(w, http.StatusOK, e.Requests())
+		case http.MethodDelete:
+			e.ResetRequests()
+			return writeJSON(w, http.StatusOK, map[string]any{})
+		}
+		return adminMethod(w, r, "GET, DELETE")
+	case len(parts) == 2 && parts[1] == "faults":
+		switch r.Method {
+		case http.MethodPut:
+			return e.adminSetFault(w, r)
+		case http.MethodGet:
+			e.mu.Lock()
+			f := e.fault
+			e.mu.Unlock()
+			return writeJSON(w, http.StatusOK, faultJSON{Mode: f.Mode.String(), RetryAfterSeconds: int(f.RetryAfter / time.Second), Count: f.Count})
+		}
+		return adminMethod(w, r, "GET, PUT")
+	case len(parts) == 3 && parts[1] == "secrets":
+		name := parts[2]
+		if err := validateSecretName(name); err != nil {
+			return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+		}
+		switch r.Method {
+		case http.MethodPut:
+			return e.adminSetSecret(w, r, name)
+		case http.MethodDelete:
+			return e.adminResult(w, name, e.DeleteSecret(name))
+		}
+		return adminMethod(w, r, "PUT, DELETE")
+	case len(parts) == 4 && parts[1] == "secrets" && (parts[3] == "disable" || parts[3] == "enable"):
+		name := parts[2]
+		if err := validateSecretName(name); err != nil {
+			return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+		}
+		if r.Method != http.MethodPost {
+			return adminMethod(w, r, "POST")
+		}
+		if parts[3] == "disable" {
+			return e.adminResult(w, name, e.DisableSecret(name))
+		}
+		return e.adminResult(w, name, e.EnableSecret(name))
+	}
+	return adminError(w, http.StatusNotFound, "NotFound", "unknown admin path "+r.URL.Path+
+		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults or /admin/requests")
+}
+
+// adminSecretJSON is the body of PUT /admin/secrets/{name}; exp and nbf are
+// Unix seconds, like Key Vault's attributes.
+type adminSecretJSON struct {
+	Value       *string           `json:"value"`
+	ContentType string            `json:"contentType"`
+	Exp         *int64            `json:"exp"`
+	Nbf         *int64            `json:"nbf"`
+	Tags        map[string]string `json:"tags"`
+}
+
+type faultJSON struct {
+	Mode              string `json:"mode"`
+	RetryAfterSeconds int    `json:"retryAfterSeconds"`
+	Count             int    `json:"count"`
+}
+
+func (e *Emulator) adminSetSecret(w http.ResponseWriter, r *http.Request, name string) int {
+	var in adminSecretJSON
+	if err := decodeStrict(w, r, &in); err != nil {
+		return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+	}
+	if in.Value == nil {
+		return adminError(w, http.StatusBadRequest, "BadParameter", `the body needs "value" (a string)`)
+	}
+	if len(*in.Value) > maxValueBytes {
+		return adminError(w, http.StatusBadRequest, "BadParameter", "value is longer than Key Vault's 25 KiB limit")
+	}
+	if len(in.ContentType) > 255 {
+		return adminError(w, http.StatusBadRequest, "BadParameter", "contentType is longer than 255 characters")
+	}
+	if len(in.Tags) > 15 {
+		return adminError(w, http.StatusBadRequest, "BadParameter", "Key Vault allows at most 15 tags")
+	}
+	opts := []SecretOption{WithContentType(in.ContentType)}
+	if in.Tags != nil {
+		opts = append(opts, WithTags(in.Tags))
+	}
+	if in.Exp != nil {
+		opts = append(opts, WithExpires(time.Unix(*in.Exp, 0)))
+	}
+	if in.Nbf != nil {
+		opts = append(opts, WithNotBefore(time.Unix(*in.Nbf, 0)))
+	}
+	if in.Exp != nil && in.Nbf != nil && *in.Nbf > *in.Exp {
+		return adminError(w, http.StatusBadRequest, "BadParameter", "nbf is after exp")
+	}
+	ver := e.SetSecret(name, *in.Value, opts...)
+	return writeJSON(w, http.StatusOK, map[string]string{
+		"name":    name,
+		"version": ver,
+		"id":      e.vaultURL + "secrets/" + name + "/" + ver,
+	})
+}
+
+func (e *Emulator) adminSetFault(w http.ResponseWriter, r *http.Request) int {
+	var in faultJSON
+	if err := decodeStrict(w, r, &in); err != nil {
+		return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+	}
+	mode, err := ParseFaultMode(in.Mode)
+	if err != nil {
+		return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+	}
+	if in.RetryAfterSeconds < 0 || in.RetryAfterSeconds > 3600 {
+		return adminError(w, http.StatusBadRequest, "BadParameter", "retryAfterSeconds must be 0-3600")
+	}
+	if in.Count < 0 {
+		return adminError(w, http.StatusBadRequest, "BadParameter", "count must be 0 (until changed) or more")
+	}
+	f := Fault{Mode: mode, RetryAfter: time.Duration(in.RetryAfterSeconds) * time.Second, Count: in.Count}
+	e.SetFault(f)
+	return writeJSON(w, http.StatusOK, faultJSON{Mode: mode.String(), RetryAfterSeconds: in.RetryAfterSeconds, Count: in.Count})
+}
+
+func (e *Emulator) adminResult(w http.ResponseWriter, name string, err error) int {
+	if errors.Is(err, ErrSecretNotFound) {
+		return adminError(w, http.StatusNotFound, "SecretNotFound", "A secret with (name/id) "+name+" was not found in this server.")
+	}
+	if err != nil {
+		return adminError(w, http.StatusInternalServerError, "InternalError", err.Error())
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"name": name})
+}
+
+// decodeStrict decodes one JSON object, refusing unknown fields and trailing
+// data so a typo in a test's request is an error, not a silent no-op.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	if err != nil {
+		return fmt.Errorf("read body (at most %d bytes): %w", maxAdminBody, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		// A syntax error's message quotes a character of the input, which
+		// may be part of a value: report only the offset.
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return fmt.Errorf("invalid JSON body: syntax error at byte %d", syn.Offset)
+		}
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			return fmt.Errorf("invalid JSON body: field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)
+		}
+		return fmt.Errorf("invalid JSON body: %w", err)
+	}
+	if dec.More() {
+		return errors.New("invalid JSON body: more than one value")
+	}
+	return nil
+}
+
+func adminMethod(w http.ResponseWriter, r *http.Request, allowed string) int {
+	w.Header().Set("Allow", allowed)
+	return adminError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method+" is not supported on "+r.URL.Path+"; use "+allowed)
+}
+
+// adminError uses the same body shape as Key Vault errors.
+func adminError(w http.ResponseWriter, status int, code, msg string) int {
+	return kvError(w, status, code, "", msg)
+}
