@@ -1,0 +1,50 @@
+{{/* orderapp.name: the chart name, or nameOverride. */}}
+{{- define "orderapp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* orderapp.fullname: the base name of every object; 63 characters at most (DNS label). */}}
+{{- define "orderapp.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderapp.selectorLabels: immutable once deployed, so only name and instance. */}}
+{{- define "orderapp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "orderapp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* orderapp.labels: the recommended labels for every object. */}}
+{{- define "orderapp.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "orderapp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* orderapp.serviceAccountName: the account the Workload Identity federated credential names. */}}
+{{- define "orderapp.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "orderapp.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false (the federated credential names it)" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* orderapp.image: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "orderapp.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
