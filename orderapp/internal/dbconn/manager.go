@@ -1,0 +1,328 @@
+package dbconn
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	// The drivers of the three dialects. go-mssqldb's azuread subpackage is
+	// deliberately not imported: the binary must not link the Azure SDK.
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/microsoft/go-mssqldb"
+	_ "modernc.org/sqlite"
+
+	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
+)
+
+// ErrNotReady means no pool has been opened yet (no working credentials so far).
+var ErrNotReady = errors.New("the database connection is not ready yet: waiting for working credentials from the sidecar")
+
+// PoolSettings size a pool.
+type PoolSettings struct {
+	MaxOpen     int
+	MaxIdle     int
+	MaxIdleTime time.Duration
+	MaxLifetime time.Duration
+	PingTimeout time.Duration
+}
+
+// DefaultPoolSettings suit one application replica.
+func DefaultPoolSettings() PoolSettings {
+	return PoolSettings{MaxOpen: 20, MaxIdle: 20, MaxIdleTime: 5 * time.Minute, MaxLifetime: 30 * time.Minute, PingTimeout: 10 * time.Second}
+}
+
+// Options configure a Manager.
+type Options struct {
+	Logger *slog.Logger
+	// Registerer receives orderapp_credential_rotations_total and the go_sql_*
+	// statistics of whichever pool is current. Nil registers nothing.
+	Registerer prometheus.Registerer
+	Pool       PoolSettings
+	// Refresh re-reads the credentials after a login failure (the sidecar's
+	// RefreshSecret). Nil: a login failure is returned as is.
+	Refresh func(context.Context) (secrets.Credentials, error)
+	// Open opens a pool; tests replace it. Default: sql.Open.
+	Open func(driverName, dsn string) (*sql.DB, error)
+}
+
+// pool is one generation of connections. inflight counts the calls using it,
+// so that a retired pool is closed only when they have all returned.
+type pool struct {
+	db       *sql.DB
+	creds    secrets.Credentials
+	inflight sync.WaitGroup
+}
+
+// Manager owns the current pool. It is safe for concurrent use.
+type Manager struct {
+	d   dialect.Dialect
+	opt Options
+	log *slog.Logger
+
+	// mu guards cur. Readers take it only to pin the pool (inflight.Add), so a
+	// swap never waits for queries, and no query can start on a pool after the
+	// swap has retired it.
+	mu  sync.RWMutex
+	cur *pool
+
+	applyMu   sync.Mutex // one Apply at a time: rotations are rare and ordered
+	retiring  sync.WaitGroup
+	rotations *prometheus.CounterVec
+	closed    bool
+}
+
+// NewManager returns a manager for dialect d with no pool yet.
+func NewManager(d dialect.Dialect, opt Options) (*Manager, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Pool == (PoolSettings{}) {
+		opt.Pool = DefaultPoolSettings()
+	}
+	if opt.Open == nil {
+		opt.Open = sql.Open
+	}
+	m := &Manager{d: d, opt: opt, log: opt.Logger}
+	m.rotations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "orderapp",
+		Name:      "credential_rotations_total",
+		Help:      "Database credential sets applied from the sidecar, by result: success (a new pool opened, pinged and swapped in) or failure (the current pool kept).",
+	}, []string{"result"})
+	m.rotations.WithLabelValues("success")
+	m.rotations.WithLabelValues("failure")
+	if opt.Registerer != nil {
+		if err := opt.Registerer.Register(m.rotations); err != nil {
+			return nil, fmt.Errorf("register rotation metric: %w", err)
+		}
+		if err := opt.Registerer.Register(poolStats{m: m}); err != nil {
+			return nil, fmt.Errorf("register pool metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Dialect is the manager's dialect.
+func (m *Manager) Dialect() dialect.Dialect { return m.d }
+
+// Apply makes creds current: it opens a new pool, pings it, swaps it in and
+// retires the old pool, which is closed in the background once its in-flight
+// calls have returned. Credentials equal to the current ones change nothing.
+// On failure the current pool stays, the failure is counted, and the returned
+// error never contains the password.
+func (m *Manager) Apply(ctx context.Context, creds secrets.Credentials) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	if m.closed {
+		return errors.New("database manager is closed")
+	}
+	if cur := m.current(); cur != nil && sameLogin(cur.creds, creds) {
+		return nil
+	}
+	start := time.Now()
+	p, err := m.open(ctx, creds)
+	if err != nil {
+		m.rotations.WithLabelValues("failure").Inc()
+		m.log.ErrorContext(ctx, "database credentials rejected; keeping the current pool",
+			"credentials", creds, "err", err)
+		return err
+	}
+	m.mu.Lock()
+	old := m.cur
+	m.cur = p
+	m.mu.Unlock()
+	m.rotations.WithLabelValues("success").Inc()
+	m.log.InfoContext(ctx, "database pool swapped in", "credentials", creds, "first", old == nil, "duration", time.Since(start))
+	if old != nil {
+		m.retire(old)
+	}
+	return nil
+}
+
+func sameLogin(a, b secrets.Credentials) bool {
+	return a.Server == b.Server && a.User == b.User && a.Password == b.Password && a.Database == b.Database
+}
+
+// retire closes old once nobody uses it. sql.DB.Close would itself wait for
+// running queries, but a call that pinned the pool and has not started its
+// query yet would then fail with "database is closed"; the wait group covers it.
+func (m *Manager) retire(old *pool) {
+	m.retiring.Add(1)
+	go func() {
+		defer m.retiring.Done()
+		old.inflight.Wait()
+		if err := old.db.Close(); err != nil {
+			m.log.Warn("closing the retired database pool", "err", err)
+			return
+		}
+		m.log.Info("retired database pool closed", "credentials", old.creds)
+	}()
+}
+
+func (m *Manager) open(ctx context.Context, creds secrets.Credentials) (*pool, error) {
+	dsn, err := DSN(m.d, creds)
+	if err != nil {
+		return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
+	}
+	db, err := m.opt.Open(m.d.DriverName(), dsn)
+	if err != nil {
+		return nil, redact(fmt.Errorf("open database: %w", err), creds)
+	}
+	ps := m.opt.Pool
+	db.SetMaxOpenConns(ps.MaxOpen)
+	db.SetMaxIdleConns(ps.MaxIdle)
+	db.SetConnMaxIdleTime(ps.MaxIdleTime)
+	db.SetConnMaxLifetime(ps.MaxLifetime)
+	pctx, cancel := context.WithTimeout(ctx, ps.PingTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, redact(fmt.Errorf("ping database: %w", err), creds)
+	}
+	return &pool{db: db, creds: creds}, nil
+}
+
+func (m *Manager) current() *pool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cur
+}
+
+// acquire pins the current pool; the caller must call inflight.Done.
+func (m *Manager) acquire() *pool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.cur != nil {
+		m.cur.inflight.Add(1)
+	}
+	return m.cur
+}
+
+// Do runs fn with the current pool, which stays open until fn returns even if
+// a rotation retires it meanwhile. When fn fails because the server refused
+// the login, Do refreshes the credentials once (unless another call already
+// swapped the pool) and runs fn once more.
+func (m *Manager) Do(ctx context.Context, fn func(*sql.DB) error) error {
+	p, err := m.run(fn)
+	if err == nil || !IsLoginFailure(err) {
+		return err
+	}
+	m.log.WarnContext(ctx, "database login failed; refreshing the credentials from the sidecar", "credentials", p.creds)
+	if rerr := m.recoverLogin(ctx, p); rerr != nil {
+		return errors.Join(redact(err, p.creds), rerr)
+	}
+	_, err = m.run(fn)
+	return err
+}
+
+// run calls fn with the pinned current pool and says which pool it was.
+func (m *Manager) run(fn func(*sql.DB) error) (*pool, error) {
+	p := m.acquire()
+	if p == nil {
+		return nil, ErrNotReady
+	}
+	defer p.inflight.Done()
+	return p, fn(p.db)
+}
+
+// recoverLogin refreshes the credentials, unless the pool that failed has been
+// replaced already (a burst of failing calls then costs one refresh).
+func (m *Manager) recoverLogin(ctx context.Context, failed *pool) error {
+	if m.opt.Refresh == nil {
+		return nil
+	}
+	m.applyMu.Lock()
+	replaced := m.cur != failed
+	m.applyMu.Unlock()
+	if replaced {
+		return nil
+	}
+	creds, err := m.opt.Refresh(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh credentials after a login failure: %w", err)
+	}
+	if err := m.Apply(ctx, creds); err != nil {
+		return fmt.Errorf("apply refreshed credentials: %w", err)
+	}
+	return nil
+}
+
+// DB returns the current pool, or nil before the first one. The pool may be
+// retired and closed at any time: use Do for queries.
+func (m *Manager) DB() *sql.DB {
+	if p := m.current(); p != nil {
+		return p.db
+	}
+	return nil
+}
+
+// Ready pings the current pool: nil when the database answers.
+func (m *Manager) Ready(ctx context.Context) error {
+	return m.Do(ctx, func(db *sql.DB) error { return db.PingContext(ctx) })
+}
+
+// Close closes the current pool and waits for retired pools to close.
+func (m *Manager) Close() error {
+	m.applyMu.Lock()
+	m.closed = true
+	m.mu.Lock()
+	p := m.cur
+	m.cur = nil
+	m.mu.Unlock()
+	m.applyMu.Unlock()
+	if p != nil {
+		m.retire(p)
+	}
+	m.retiring.Wait()
+	return nil
+}
+
+// redactedError replaces the password in a message (drivers may quote parts
+// of a DSN when they fail to parse it) while keeping the cause for errors.As.
+type redactedError struct {
+	msg   string
+	cause error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.cause }
+
+func redact(err error, c secrets.Credentials) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if c.Password != "" {
+		for _, form := range passwordForms(c.Password) {
+			msg = strings.ReplaceAll(msg, form, "[redacted]")
+		}
+	}
+	return &redactedError{msg: msg, cause: err}
+}
+
+// poolStats reports client_golang's go_sql_* statistics for whichever pool is
+// current at scrape time, so the series survive a rotation.
+type poolStats struct{ m *Manager }
+
+const poolStatsName = "orderapp"
+
+func (s poolStats) Describe(ch chan<- *prometheus.Desc) {
+	collectors.NewDBStatsCollector(nil, poolStatsName).Describe(ch)
+}
+
+func (s poolStats) Collect(ch chan<- prometheus.Metric) {
+	p := s.m.acquire()
+	if p == nil {
+		return
+	}
+	defer p.inflight.Done()
+	collectors.NewDBStatsCollector(p.db, poolStatsName).Collect(ch)
+}
