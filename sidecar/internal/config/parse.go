@@ -64,7 +64,12 @@ func Parse(data []byte) (Config, error) {
 
 type walker struct {
 	problems Problems
+	depth    int
 }
+
+// maxDepth bounds the walk: the configuration is 3 levels deep, and a
+// self-referencing alias must not recurse for ever.
+const maxDepth = 8
 
 func (w *walker) add(path string, format string, args ...any) {
 	if path == "" {
@@ -85,6 +90,12 @@ func join(path, key string) string {
 func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	w.depth++
+	defer func() { w.depth-- }()
+	if w.depth > maxDepth {
+		w.add(path, "nested too deep")
+		return
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // keep the default
