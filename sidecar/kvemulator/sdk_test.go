@@ -269,14 +269,24 @@ func TestGetSecretWithIMDSManagedIdentity(t *testing.T) {
 	if *got.Value != "orders" {
 		t.Errorf("value = %q, want %q", *got.Value, "orders")
 	}
-	var paths []string
-	for _, r := range e.Requests() {
-		if r.Kind == "token" {
-			paths = append(paths, r.Path)
-		}
+	// The challenge flow as the SDK runs it: a bare request (401), one IMDS
+	// token request, the same request with the token; GetSecret with no
+	// version keeps the trailing slash.
+	type seen struct {
+		Kind, Path string
+		Status     int
 	}
-	if d := cmp.Diff([]string{"/metadata/identity/oauth2/token"}, paths); d != "" {
-		t.Errorf("token requests (-want +got):\n%s", d)
+	var got2 []seen
+	for _, r := range e.Requests() {
+		got2 = append(got2, seen{r.Kind, r.Path, r.Status})
+	}
+	want := []seen{
+		{"vault", "/secrets/db-name/", 401},
+		{"token", "/metadata/identity/oauth2/token", 200},
+		{"vault", "/secrets/db-name/", 200},
+	}
+	if d := cmp.Diff(want, got2); d != "" {
+		t.Errorf("requests (-want +got):\n%s", d)
 	}
 }
 
