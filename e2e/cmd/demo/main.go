@@ -1,0 +1,347 @@
+// Command demo runs the whole pod on this machine: kv-emulator standing in for
+// Azure (Key Vault and the managed-identity endpoint, over the real protocols),
+// secret-proxy reading the order application's database credentials from it,
+// and orderapp on an embedded sqlite database taking its credentials from the
+// sidecar.
+//
+//	demo run    [--bin bin] [--dir .demo] [--app-listen 127.0.0.1:8080] [--ops-listen 127.0.0.1:9090]
+//	demo rotate [--dir .demo]   (sets a new version of the database password in the emulator)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/secretproxy/secretproxy/e2e/pod"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: demo run|rotate [flags]")
+	}
+	switch args[0] {
+	case "run":
+		return runDemo(ctx, args[1:], out)
+	case "rotate":
+		return rotate(ctx, args[1:], out)
+	}
+	return fmt.Errorf("unknown subcommand %q: want run or rotate", args[0])
+}
+
+// state is what `demo run` leaves for `demo rotate`.
+type state struct {
+	VaultURL string `json:"vaultURL"`
+	CAFile   string `json:"caFile"`
+	AppURL   string `json:"appURL"`
+	OpsURL   string `json:"opsURL"`
+}
+
+type runFlags struct {
+	bin, dir                      string
+	appListen, opsListen, grpcTCP string
+	clients, orders               int
+}
+
+func parseRun(args []string) (runFlags, error) {
+	fs := flag.NewFlagSet("demo run", flag.ContinueOnError)
+	var f runFlags
+	fs.StringVar(&f.bin, "bin", "bin", "directory holding secret-proxy, kv-emulator and orderapp")
+	fs.StringVar(&f.dir, "dir", ".demo", "working directory for the demo's files (database, socket, logs)")
+	fs.StringVar(&f.appListen, "app-listen", "127.0.0.1:8080", "order API address")
+	fs.StringVar(&f.opsListen, "ops-listen", "127.0.0.1:9090", "sidecar ops address (/metrics /livez /readyz)")
+	fs.StringVar(&f.grpcTCP, "grpc-listen", "127.0.0.1:50051", "sidecar gRPC on TCP, for grpcurl (the app uses the unix socket)")
+	fs.IntVar(&f.clients, "clients", 200, "clients to seed")
+	fs.IntVar(&f.orders, "orders", 50, "orders per client to seed")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	for name, addr := range map[string]string{"--app-listen": f.appListen, "--ops-listen": f.opsListen, "--grpc-listen": f.grpcTCP} {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return f, fmt.Errorf("%s %q: want host:port", name, addr)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return f, fmt.Errorf("%s %q: the demo listens on loopback only", name, addr)
+		}
+	}
+	if f.clients < 1 || f.clients > 100000 || f.orders < 1 || f.orders > 1000 {
+		return f, errors.New("--clients wants 1..100000 and --orders 1..1000")
+	}
+	return f, nil
+}
+
+func runDemo(ctx context.Context, args []string, out io.Writer) error {
+	f, err := parseRun(args)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(f.dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	bins := pod.InDir(f.bin)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go stopWhenOrphaned(ctx, cancel)
+
+	dbFile := filepath.Join(dir, "orders.db")
+	logs := out // each program's lines, prefixed with its name
+	fmt.Fprintln(out, "starting kv-emulator (Key Vault + managed identity endpoint on 127.0.0.1, TLS with its own CA)")
+	emu, err := pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", map[string]string{
+		// Demo data: sqlite has no login, so only db-name (the file) matters to it.
+		"sql-server-name": "localhost",
+		"sql-user":        "orders_app",
+		"sql-password":    "demo-password-1",
+		"sql-database":    dbFile,
+	}, logs)
+	if err != nil {
+		return err
+	}
+	var procs []*pod.Process
+	procs = append(procs, emu.Process)
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			if err := procs[i].Stop(10 * time.Second); err != nil {
+				fmt.Fprintf(out, "%s stopped: %v\n", procs[i].Name, err)
+			}
+		}
+		fmt.Fprintln(out, "demo stopped; nothing left running")
+	}()
+
+	socket := filepath.Join(dir, "grpc.sock")
+	cfgFile := filepath.Join(dir, "secret-proxy.yaml")
+	cfg := pod.SidecarConfig{
+		VaultURL: emu.VaultURL, Secrets: pod.DatabaseSecrets,
+		GRPC: f.grpcTCP, Unix: socket, Ops: f.opsListen,
+		Interval: 15 * time.Second, MinInterval: 2 * time.Second,
+		LogFormat: "text",
+	}
+	if err := cfg.WriteFile(cfgFile); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "starting secret-proxy (managed identity via IDENTITY_ENDPOINT, Key Vault over TLS via SSL_CERT_FILE)")
+	sidecar, err := pod.Start(pod.Spec{
+		Name: "secret-proxy", Path: bins.SecretProxy, Args: []string{"--config", cfgFile},
+		Env: append([]string{"PATH=" + os.Getenv("PATH")}, emu.ClientEnv()...), Output: logs,
+	})
+	if err != nil {
+		return err
+	}
+	procs = append(procs, sidecar)
+	if err := waitReady(ctx, "http://"+f.opsListen+"/readyz", sidecar); err != nil {
+		return err
+	}
+
+	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite"}
+	if _, err := os.Stat(dbFile); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(out, "creating the sqlite database %s: migrate, then seed %d clients x %d orders\n", dbFile, f.clients, f.orders)
+		for _, sub := range [][]string{
+			{"migrate"},
+			{"seed", "--clients", strconv.Itoa(f.clients), "--orders-per-client", strconv.Itoa(f.orders)},
+		} {
+			if err := runToEnd(ctx, bins.OrderApp, append(sub, appArgs...), logs); err != nil {
+				os.Remove(dbFile)
+				return err
+			}
+		}
+	} else {
+		if err := runToEnd(ctx, bins.OrderApp, append([]string{"migrate"}, appArgs...), logs); err != nil {
+			return err
+		}
+	}
+	app, err := pod.Start(pod.Spec{
+		Name: "orderapp", Path: bins.OrderApp,
+		Args: append([]string{"serve", "--listen", f.appListen}, appArgs...), Output: logs,
+	})
+	if err != nil {
+		return err
+	}
+	procs = append(procs, app)
+	if err := waitReady(ctx, "http://"+f.appListen+"/readyz", app); err != nil {
+		return err
+	}
+
+	st := state{VaultURL: emu.VaultURL, CAFile: emu.CAFile, AppURL: "http://" + f.appListen, OpsURL: "http://" + f.opsListen}
+	raw, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `
+demo ready
+  order API          %[1]s              (orderapp, sqlite %[4]s)
+  sidecar ops        %[2]s              (/metrics /livez /readyz)
+  sidecar gRPC       unix://%[5]s and %[6]s
+  Key Vault emulator %[3]s
+
+Try:
+  curl -s '%[1]s/api/v1/clients/1/orders?limit=5'
+  curl -s %[2]s/metrics | grep '^secretproxy_'
+  make demo-rotate     # a new version of the database password; the app swaps its pool without a restart
+Ctrl-C stops everything.
+`, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP)
+
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out, "\nstopping the demo")
+		return nil
+	case <-emu.Done():
+		return errors.New("kv-emulator exited unexpectedly")
+	case <-sidecar.Done():
+		return errors.New("secret-proxy exited unexpectedly")
+	case <-app.Done():
+		return errors.New("orderapp exited unexpectedly")
+	}
+}
+
+// stopWhenOrphaned ends the demo when its parent (make) goes away: `make`
+// does not pass SIGTERM on to the program it runs.
+func stopWhenOrphaned(ctx context.Context, cancel context.CancelFunc) {
+	parent := os.Getppid()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if os.Getppid() != parent {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+func waitReady(ctx context.Context, url string, p *pod.Process) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- pod.WaitHTTP(ctx, url) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("%s not ready: %w", p.Name, err)
+		}
+		return nil
+	case <-p.Done():
+		return fmt.Errorf("%s exited before it was ready: %v", p.Name, p.ExitErr())
+	}
+}
+
+func runToEnd(ctx context.Context, bin string, args []string, logs io.Writer) error {
+	p, err := pod.Start(pod.Spec{Name: "orderapp " + args[0], Path: bin, Args: args, Output: logs})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.Done():
+		if err := p.ExitErr(); err != nil {
+			return fmt.Errorf("orderapp %s: %w", args[0], err)
+		}
+		return nil
+	case <-ctx.Done():
+		p.Stop(10 * time.Second)
+		return ctx.Err()
+	}
+}
+
+var rotationsRe = regexp.MustCompile(`(?m)^orderapp_credential_rotations_total\{result="success"\} (\d+)`)
+
+func rotations(ctx context.Context, appURL string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, appURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	m := rotationsRe.FindSubmatch(raw)
+	if m == nil {
+		return 0, nil
+	}
+	return strconv.Atoi(string(m[1]))
+}
+
+func rotate(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo rotate", flag.ContinueOnError)
+	dir := fs.String("dir", ".demo", "the running demo's directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(filepath.Join(*dir, "state.json"))
+	if err != nil {
+		return fmt.Errorf("no running demo found (start one with 'make demo'): %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("read demo state: %w", err)
+	}
+	emu, err := pod.ConnectEmulator(st.VaultURL, st.CAFile)
+	if err != nil {
+		return err
+	}
+	before, err := rotations(ctx, st.AppURL)
+	if err != nil {
+		return fmt.Errorf("the demo's order API does not answer (is 'make demo' running?): %w", err)
+	}
+	// A demo value, not a real credential.
+	version, err := emu.SetSecret(ctx, "sql-password", fmt.Sprintf("demo-password-%d", time.Now().Unix()))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "set sql-password to a new version %s in the Key Vault emulator\n", version)
+	fmt.Fprintln(out, "waiting for secret-proxy's next refresh pass (every 15 s) and the app's pool swap...")
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return errors.New("the app did not report a credential rotation within 45 s; see the demo's logs")
+		case <-t.C:
+		}
+		n, err := rotations(ctx, st.AppURL)
+		if err == nil && n > before {
+			fmt.Fprintf(out, "orderapp swapped to the new credentials after %s, without a restart (orderapp_credential_rotations_total{result=\"success\"} %d -> %d)\n",
+				time.Since(start).Round(100*time.Millisecond), before, n)
+			return nil
+		}
+		if err != nil && !strings.Contains(err.Error(), "connection refused") {
+			return err
+		}
+	}
+}

@@ -1,0 +1,157 @@
+// Package pod runs the programs of one pod (kv-emulator standing in for Azure,
+// secret-proxy, orderapp) as local processes, the way the demo and the
+// end-to-end tests need them: started with a chosen environment, their output
+// kept and searchable, and always stopped, children included, even when the
+// runner itself dies.
+package pod
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is one running program.
+type Process struct {
+	Name string
+	cmd  *exec.Cmd
+
+	mu    sync.Mutex
+	lines []string
+	seen  *sync.Cond
+
+	done    chan struct{}
+	exitErr error
+}
+
+// Spec says how to start a program.
+type Spec struct {
+	Name string   // short name used as the log prefix
+	Path string   // the executable
+	Args []string // arguments
+	Env  []string // the whole environment (nil: only PATH and HOME)
+	// Output, when set, receives every line the program prints, prefixed with Name.
+	Output io.Writer
+}
+
+// Start starts a program. Its stdout and stderr are collected line by line.
+func Start(spec Spec) (*Process, error) {
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env = spec.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	}
+	// Pdeathsig: if the runner dies (killed by a test timeout, say), the kernel
+	// sends the child SIGTERM, so nothing is left running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &Process{Name: spec.Name, cmd: cmd, done: make(chan struct{})}
+	p.seen = sync.NewCond(&p.mu)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			line := sc.Text()
+			if spec.Output != nil {
+				fmt.Fprintf(spec.Output, "%-12s| %s\n", spec.Name, line)
+			}
+			p.mu.Lock()
+			p.lines = append(p.lines, line)
+			p.seen.Broadcast()
+			p.mu.Unlock()
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		p.mu.Lock()
+		p.exitErr = err
+		p.seen.Broadcast()
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitErr is the process's exit error once Done is closed (nil: exit status 0).
+func (p *Process) ExitErr() error {
+	<-p.done
+	return p.exitErr
+}
+
+// Output returns everything the process printed so far.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// WaitFor waits until the process prints a line for which match is true, and
+// returns that line. It fails when the process exits first or ctx ends.
+func (p *Process) WaitFor(ctx context.Context, match func(string) bool) (string, error) {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.seen.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for next := 0; ; {
+		for ; next < len(p.lines); next++ {
+			if match(p.lines[next]) {
+				return p.lines[next], nil
+			}
+		}
+		select {
+		case <-p.done:
+			return "", fmt.Errorf("%s exited (%v) before printing the line waited for", p.Name, p.exitErr)
+		default:
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("waiting for %s: %w", p.Name, ctx.Err())
+		}
+		p.seen.Wait()
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Stop sends SIGTERM and waits up to grace for the exit, then kills. It
+// returns the exit error (nil for a clean exit 0).
+func (p *Process) Stop(grace time.Duration) error {
+	select {
+	case <-p.done:
+		return p.exitErr
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.exitErr
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return errors.Join(fmt.Errorf("%s did not exit within %s of SIGTERM; killed", p.Name, grace), p.exitErr)
+	}
+}

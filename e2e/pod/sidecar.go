@@ -1,0 +1,86 @@
+package pod
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// SecretDecl is one secret the sidecar may serve.
+type SecretDecl struct {
+	Name        string // what the application asks for
+	VaultSecret string // the Key Vault name
+	Optional    bool
+}
+
+// SidecarConfig is the part of secret-proxy's configuration (DESIGN.md
+// section 4) that the demo and the tests choose.
+type SidecarConfig struct {
+	VaultURL    string
+	Secrets     []SecretDecl
+	GRPC        string // "" turns TCP off
+	Unix        string
+	Ops         string
+	Interval    time.Duration
+	MinInterval time.Duration
+	MaxStale    time.Duration
+	TokenFile   string
+	LogLevel    string
+	LogFormat   string
+}
+
+// DatabaseSecrets are the order application's four credentials as the
+// company's vault names them.
+var DatabaseSecrets = []SecretDecl{
+	{Name: "db-server", VaultSecret: "sql-server-name"},
+	{Name: "db-user", VaultSecret: "sql-user"},
+	{Name: "db-password", VaultSecret: "sql-password"},
+	{Name: "db-name", VaultSecret: "sql-database"},
+}
+
+// YAML renders the configuration file.
+func (c SidecarConfig) YAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "vault:\n  url: %q\n  disableChallengeResourceVerification: true\n", c.VaultURL)
+	b.WriteString("auth:\n  mode: managed-identity\n  disableInstanceDiscovery: true\n")
+	b.WriteString("secrets:\n")
+	for _, s := range c.Secrets {
+		fmt.Fprintf(&b, "  - name: %q\n", s.Name)
+		if s.VaultSecret != "" {
+			fmt.Fprintf(&b, "    vaultSecret: %q\n", s.VaultSecret)
+		}
+		if s.Optional {
+			b.WriteString("    optional: true\n")
+		}
+	}
+	b.WriteString("refresh:\n")
+	if c.Interval > 0 {
+		fmt.Fprintf(&b, "  interval: %s\n", c.Interval)
+		fmt.Fprintf(&b, "  jitter: 0.1\n")
+	}
+	if c.MinInterval > 0 {
+		fmt.Fprintf(&b, "  minInterval: %s\n", c.MinInterval)
+	}
+	if c.MaxStale > 0 {
+		fmt.Fprintf(&b, "  maxStale: %s\n", c.MaxStale)
+	}
+	fmt.Fprintf(&b, "listen:\n  grpc: %q\n  unix: %q\n  ops: %q\n", c.GRPC, c.Unix, c.Ops)
+	if c.TokenFile != "" {
+		fmt.Fprintf(&b, "clientAuth:\n  tokenFile: %q\n", c.TokenFile)
+	}
+	level, format := c.LogLevel, c.LogFormat
+	if level == "" {
+		level = "info"
+	}
+	if format == "" {
+		format = "json"
+	}
+	fmt.Fprintf(&b, "log:\n  level: %s\n  format: %s\n", level, format)
+	return b.String()
+}
+
+// WriteFile writes the configuration to path.
+func (c SidecarConfig) WriteFile(path string) error {
+	return os.WriteFile(path, []byte(c.YAML()), 0o600)
+}
