@@ -83,10 +83,33 @@ test-slow: ## The slow tier: the rendered chart against a real kube-apiserver (s
 charts: ## Lint and render the Helm charts.
 	@echo "charts: not ready yet (issue 6)"
 
+DEMO_FLAGS ?=
 .PHONY: demo
-demo: ## Run the whole pod locally: kv-emulator, secret-proxy and orderapp on sqlite.
-	@echo "demo: not ready yet (issue 5)"
+demo: build ## Run the whole pod locally (kv-emulator, secret-proxy, orderapp on sqlite) in the foreground; Ctrl-C stops it.
+	@$(call step,demo: building the runner)
+	cd e2e && go build -o $(BIN)/demo ./cmd/demo
+	@$(call step,demo: starting (files in .demo/))
+	exec $(BIN)/demo run --bin $(BIN) --dir $(ROOT)/.demo $(DEMO_FLAGS)
+
+.PHONY: demo-rotate
+demo-rotate: ## With `make demo` running: set a new database password version and watch the app swap its pool.
+	cd e2e && go run ./cmd/demo rotate --dir $(ROOT)/.demo
+
+BENCH_COUNT ?= 6
+.PHONY: bench
+bench: ## Go benchmarks (-benchmem, -count BENCH_COUNT=6) into bench/new.txt, compared with bench/old.txt by benchstat when present.
+	@$(call step,go test -bench (sidecar, orderapp))
+	mkdir -p bench
+	for m in sidecar orderapp; do (cd $$m && go test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./...); done | tee bench/new.txt
+	@if [ -f bench/old.txt ]; then $(BENCHSTAT) bench/old.txt bench/new.txt; else $(BENCHSTAT) bench/new.txt; fi
+
+LOAD_FLAGS ?= --duration 10s --rounds 2 --levels 1,8,64
+.PHONY: load
+load: build ## The gRPC load harness (ghz): secret-proxy GetSecret hits against a bare grpc-go server; see docs/benchmarks.md.
+	@$(call step,load harness: $(LOAD_FLAGS))
+	cd tools/loadtest && GOWORK=off go build -o $(BIN)/loadtest .
+	$(BIN)/loadtest run --bin $(BIN) $(LOAD_FLAGS)
 
 .PHONY: clean
 clean: ## Remove build outputs.
-	rm -rf $(BIN) .demo
+	rm -rf $(BIN) .demo bench
