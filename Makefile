@@ -15,8 +15,8 @@ ROOT := $(CURDIR)
 MODULES := $(patsubst %/go.mod,%,$(wildcard proto/go.mod sidecar/go.mod orderapp/go.mod e2e/go.mod))
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := $(ROOT)/bin
-LDFLAGS_SIDECAR := -s -w -X github.com/secretproxy/secretproxy/sidecar/internal/buildinfo.version=$(VERSION)
-LDFLAGS_APP := -s -w -X github.com/secretproxy/secretproxy/orderapp/internal/buildinfo.version=$(VERSION)
+LDFLAGS_SIDECAR := -s -w -X main.version=$(VERSION)
+LDFLAGS_APP := -s -w -X main.version=$(VERSION)
 
 # Tool invocations. GOWORK=off: a tool module is not part of the workspace (and
 # -modfile is refused in workspace mode); staticcheck then checks each module on
