@@ -344,9 +344,13 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 	c.broadcastLocked()
 	c.mu.Unlock()
 	close(fl.done)
-	select {
-	case c.wake <- struct{}{}: // a new retry time may be due before the refresher's timer
-	default:
+	if !fl.batch {
+		// A read outside a pass may have scheduled a retry earlier than the
+		// refresher's timer; a pass's own reads are seen when it returns.
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -479,7 +483,7 @@ func (c *Cache) List() []*secretproxyv1.Secret {
 	out := make([]*secretproxyv1.Secret, 0, len(c.entries))
 	for _, e := range c.entries {
 		v := e.view.Load()
-		s := &secretproxyv1.Secret{Name: e.decl.Name, Stale: v.kind != kindOK && v.kind != kindNone}
+		s := &secretproxyv1.Secret{Name: e.decl.Name, Stale: v.secret != nil && v.kind != kindOK}
 		if v.secret != nil {
 			src := v.secret
 			s.Version, s.ContentType, s.Tags = src.Version, src.ContentType, src.Tags

@@ -1,0 +1,454 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+)
+
+func TestColdReadsShareOneVaultRead(t *testing.T) {
+	v := newFakeVault(map[string]string{"db-password": "test-password-1"})
+	v.gate = make(chan struct{})
+	h := newHarness(t, testConfig(config.Secret{Name: "db-password"}), v)
+
+	const readers = 100
+	var wg sync.WaitGroup
+	got := make([]*secretproxyv1.Secret, readers)
+	errs := make([]error, readers)
+	for i := range readers {
+		wg.Go(func() { got[i], errs[i] = h.c.Get(t.Context(), "db-password") })
+	}
+	waitFor(t, "every reader to wait", func() bool {
+		return testutil.ToFloat64(h.m.ReadWaitCounter)+testutil.ToFloat64(h.m.ReadCoalescedCounter) == readers
+	})
+	close(v.gate)
+	wg.Wait()
+
+	for i := range readers {
+		if errs[i] != nil || got[i].GetValue() != "test-password-1" {
+			t.Fatalf("reader %d: %v, value ok=%v", i, errs[i], got[i].GetValue() == "test-password-1")
+		}
+	}
+	if n := v.count(); n != 1 {
+		t.Errorf("vault reads = %d, want 1", n)
+	}
+	if w, c := testutil.ToFloat64(h.m.ReadWaitCounter), testutil.ToFloat64(h.m.ReadCoalescedCounter); w != 1 || c != readers-1 {
+		t.Errorf("cache reads wait=%v coalesced=%v, want 1 and %d", w, c, readers-1)
+	}
+	// Now it is a hit, without a vault read.
+	if _, err := h.c.Get(t.Context(), "db-password"); err != nil {
+		t.Fatal(err)
+	}
+	if n, hits := v.count(), testutil.ToFloat64(h.m.ReadHitCounter); n != 1 || hits != 1 {
+		t.Errorf("after a hit: vault reads %d (want 1), hits %v (want 1)", n, hits)
+	}
+}
+
+func TestReadStates(t *testing.T) {
+	exp := t0.Add(time.Hour)
+	tests := []struct {
+		name     string
+		cfg      func(*config.Config)
+		before   func(v *fakeVault) // state of the vault at the first load
+		after    func(v *fakeVault) // state at a later pass (nil: no second pass)
+		advance  time.Duration      // fake time between the passes and the read
+		want     error
+		wantSt   bool // stale
+		wantVal  string
+		wantMsgs []string
+	}{
+		{name: "loaded", want: nil, wantVal: "test-password-1"},
+		{name: "never loaded, not found", before: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, want: ErrNotFound},
+		{name: "never loaded, disabled", before: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrDisabled) }, want: ErrDisabled},
+		{name: "loaded, then outage", after: func(v *fakeVault) { v.setAll(errOutage) }, wantVal: "test-password-1", wantSt: true},
+		{name: "loaded, then throttled", after: func(v *fakeVault) { v.setAll(errThrottle) }, wantVal: "test-password-1", wantSt: true},
+		{name: "loaded, then deleted", after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, wantVal: "test-password-1", wantSt: true},
+		{name: "loaded, then disabled", after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrDisabled) }, want: ErrDisabled},
+		{
+			name: "outage within maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
+			after: func(v *fakeVault) { v.setAll(errOutage) }, advance: 30 * time.Minute, wantVal: "test-password-1", wantSt: true,
+		},
+		{
+			name: "outage beyond maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
+			after: func(v *fakeVault) { v.setAll(errOutage) }, advance: 2 * time.Hour, want: ErrTooStale,
+		},
+		{
+			name: "expired, refuseExpired", cfg: func(c *config.Config) { c.Refresh.RefuseExpired = true },
+			before: func(v *fakeVault) { v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp}) },
+			advance: 2 * time.Hour, want: ErrExpired,
+		},
+		{
+			name:    "expired, served when refuseExpired is off",
+			before:  func(v *fakeVault) { v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp}) },
+			advance: 2 * time.Hour, wantVal: "test-password-1",
+		},
+		{
+			name: "not before, refuseExpired", cfg: func(c *config.Config) { c.Refresh.RefuseExpired = true },
+			before: func(v *fakeVault) {
+				v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", NotBefore: t0.Add(time.Hour)})
+			},
+			want: ErrNotYetValid,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(config.Secret{Name: "db-password"})
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			v := newFakeVault(map[string]string{"db-password": "test-password-1"})
+			if tt.before != nil {
+				tt.before(v)
+			}
+			h := newHarness(t, cfg, v)
+			h.c.Pass(t.Context(), true)
+			if tt.after != nil {
+				tt.after(v)
+				h.clk.Advance(cfg.Refresh.Interval.D())
+				h.c.Pass(t.Context(), true)
+			}
+			h.clk.Advance(tt.advance)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			got, err := h.c.Get(ctx, "db-password")
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Get error = %v, want %v", err, tt.want)
+			}
+			if tt.want != nil {
+				return
+			}
+			if got.GetValue() != tt.wantVal || got.GetStale() != tt.wantSt {
+				t.Errorf("Get = value ok %v, stale %v; want value ok, stale %v", got.GetValue() == tt.wantVal, got.GetStale(), tt.wantSt)
+			}
+			stale := testutil.ToFloat64(h.m.Stale.WithLabelValues("db-password"))
+			if (stale == 1) != tt.wantSt {
+				t.Errorf("secretproxy_secret_stale = %v, want stale %v", stale, tt.wantSt)
+			}
+		})
+	}
+}
+
+func TestUndeclared(t *testing.T) {
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), newFakeVault(nil))
+	if _, err := h.c.Get(t.Context(), "nope"); !errors.Is(err, ErrUndeclared) {
+		t.Errorf("Get = %v, want ErrUndeclared", err)
+	}
+	if _, err := h.c.Refresh(t.Context(), "nope"); !errors.Is(err, ErrUndeclared) {
+		t.Errorf("Refresh = %v, want ErrUndeclared", err)
+	}
+	if h.c.Declared("A") {
+		t.Error("names must match case-sensitively")
+	}
+}
+
+func TestNeverLoadedWaitsThenUnavailable(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v.setAll(errOutage)
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+	h.c.Pass(t.Context(), true)
+
+	done := make(chan error, 1)
+	created := h.clk.TimerCreated()
+	go func() {
+		_, err := h.c.Get(context.Background(), "a") // no deadline: waits DefaultWait
+		done <- err
+	}()
+	<-created // the read is waiting on its timer
+	select {
+	case err := <-done:
+		t.Fatalf("Get returned %v before its wait was over", err)
+	default:
+	}
+	h.clk.Advance(5 * time.Second)
+	if err := <-done; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get = %v, want ErrUnavailable", err)
+	}
+	if n := v.count(); n != 1 {
+		t.Errorf("vault reads = %d, want 1 (a read within minInterval of the last must not call the vault)", n)
+	}
+}
+
+func TestOutageServesStaleAndRecovers(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+	h.run(t)
+	waitFor(t, "the prefetch", func() bool { ok, _ := h.c.Ready(); return ok })
+
+	v.setAll(errOutage)
+	h.advance(t, 5*time.Minute) // the next pass fails
+	got, err := h.c.Get(t.Context(), "a")
+	if err != nil || !got.GetStale() || got.GetValue() != "test-value-a" {
+		t.Fatalf("during the outage: err %v stale %v", err, got.GetStale())
+	}
+	if ok, _ := h.c.Ready(); !ok {
+		t.Error("an outage must not make the cache unready")
+	}
+	// Back-off: the first retry comes minInterval (+ jitter) later.
+	next, _ := h.clk.NextDeadline()
+	if d := next.Sub(h.clk.Now()); d < 10*time.Second || d > 12*time.Second {
+		t.Errorf("first retry in %s, want minInterval 10s + up to 20%%", d)
+	}
+	before := v.count()
+	h.advance(t, next.Sub(h.clk.Now()))
+	if v.count() != before+1 {
+		t.Fatalf("vault reads after the retry time: %d, want %d", v.count(), before+1)
+	}
+	next2, _ := h.clk.NextDeadline()
+	if d := next2.Sub(h.clk.Now()); d < 20*time.Second || d > 24*time.Second {
+		t.Errorf("second retry in %s, want 20s (doubled) + up to 20%%", d)
+	}
+
+	v.setAll(nil)
+	h.advance(t, next2.Sub(h.clk.Now()))
+	got, err = h.c.Get(t.Context(), "a")
+	if err != nil || got.GetStale() {
+		t.Fatalf("after recovery: err %v stale %v, want fresh", err, got.GetStale())
+	}
+	if s := testutil.ToFloat64(h.m.Stale.WithLabelValues("a")); s != 0 {
+		t.Errorf("secretproxy_secret_stale = %v after recovery, want 0", s)
+	}
+}
+
+func TestRetryAfterHoldsEveryRead(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v)
+	h.run(t)
+	waitFor(t, "the prefetch", func() bool { ok, _ := h.c.Ready(); return ok })
+
+	v.setAll(errThrottle) // 429, Retry-After: 30
+	h.advance(t, 5*time.Minute)
+	throttledAt := h.clk.Now()
+	calls := v.count()
+	v.setAll(nil)
+
+	next, _ := h.clk.NextDeadline()
+	if want := throttledAt.Add(30 * time.Second); !next.Equal(want) {
+		t.Errorf("refresher sleeps until %s, want the end of Retry-After %s", next, want)
+	}
+	// Within the 30 s nothing reads the vault: not the refresher, not
+	// RefreshSecret, not a read of a loaded secret.
+	for range 29 {
+		h.advance(t, time.Second)
+		if s, err := h.c.Refresh(t.Context(), "a"); err != nil || !s.GetStale() {
+			t.Fatalf("RefreshSecret while throttled: err %v stale %v, want the stale cached value", err, s.GetStale())
+		}
+		if _, err := h.c.Get(t.Context(), "b"); err != nil {
+			t.Fatalf("Get while throttled: %v", err)
+		}
+	}
+	if got := v.count(); got != calls {
+		t.Fatalf("vault reads during Retry-After: %d, want 0", got-calls)
+	}
+	h.advance(t, time.Second)
+	if got := v.count(); got != calls+2 {
+		t.Errorf("vault reads when Retry-After has passed: %d, want 2 (both secrets)", got-calls)
+	}
+	if s, _ := h.c.Get(t.Context(), "a"); s.GetStale() {
+		t.Error("still stale after the vault answered again")
+	}
+}
+
+func TestRefreshSecretMinInterval(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+	h.c.Pass(t.Context(), true)
+	first, _ := h.c.Get(t.Context(), "a")
+
+	v.set("a", "test-value-a2", "v2")
+	h.clk.Advance(5 * time.Second)
+	got, err := h.c.Refresh(t.Context(), "a")
+	if err != nil || got.GetVersion() != "v1" || v.count() != 1 {
+		t.Fatalf("Refresh within minInterval: err %v version %q reads %d; want cached v1 and no read", err, got.GetVersion(), v.count())
+	}
+	if !got.GetRefreshTime().AsTime().Equal(first.GetRefreshTime().AsTime()) {
+		t.Error("refresh_time must say when the vault last confirmed the value")
+	}
+	h.clk.Advance(5 * time.Second)
+	got, err = h.c.Refresh(t.Context(), "a")
+	if err != nil || got.GetVersion() != "v2" || v.count() != 2 {
+		t.Fatalf("Refresh after minInterval: err %v version %q reads %d; want v2 and one more read", err, got.GetVersion(), v.count())
+	}
+	if want := t0.Add(10 * time.Second); !got.GetRefreshTime().AsTime().Equal(want) {
+		t.Errorf("refresh_time = %s, want %s", got.GetRefreshTime().AsTime(), want)
+	}
+}
+
+// watch starts a watcher and returns its messages.
+func watch(t *testing.T, c *Cache, names ...string) (<-chan []*secretproxyv1.Secret, <-chan error) {
+	t.Helper()
+	msgs := make(chan []*secretproxyv1.Secret, 16)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- c.Watch(t.Context(), names, func(s []*secretproxyv1.Secret) error {
+			msgs <- s
+			return nil
+		})
+	}()
+	return msgs, errc
+}
+
+func recv(t *testing.T, msgs <-chan []*secretproxyv1.Secret) map[string]string {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		out := map[string]string{}
+		for _, s := range m {
+			out[s.GetName()] = s.GetVersion() + "=" + s.GetValue()
+		}
+		return out
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch message")
+		return nil
+	}
+}
+
+func TestWatchRotationInOneMessage(t *testing.T) {
+	v := newFakeVault(map[string]string{"db-user": "test-user-1", "db-password": "test-password-1", "other": "test-other"})
+	h := newHarness(t, testConfig(config.Secret{Name: "db-user"}, config.Secret{Name: "db-password"}, config.Secret{Name: "other"}), v)
+	msgs, _ := watch(t, h.c, "db-user", "db-password")
+	h.run(t)
+
+	if diff := cmp.Diff(map[string]string{"db-user": "v1=test-user-1", "db-password": "v1=test-password-1"}, recv(t, msgs)); diff != "" {
+		t.Errorf("first message (-want +got):\n%s", diff)
+	}
+	if n := testutil.ToFloat64(h.m.Watchers); n != 1 {
+		t.Errorf("secretproxy_watchers = %v, want 1", n)
+	}
+	// Rotate user and password; an unwatched secret changes too.
+	v.set("db-user", "test-user-2", "v2")
+	v.set("db-password", "test-password-2", "v2")
+	v.set("other", "test-other-2", "v2")
+	h.advance(t, 5*time.Minute) // one interval (the test's jitter is 0)
+	if diff := cmp.Diff(map[string]string{"db-user": "v2=test-user-2", "db-password": "v2=test-password-2"}, recv(t, msgs)); diff != "" {
+		t.Errorf("rotation message (-want +got):\n%s", diff)
+	}
+	// An unchanged pass and a stale-only change send nothing.
+	h.advance(t, 5*time.Minute)
+	v.setAll(errOutage)
+	h.advance(t, 5*time.Minute)
+	select {
+	case m := <-msgs:
+		t.Fatalf("unexpected message %v", m)
+	default:
+	}
+	if got := testutil.ToFloat64(h.m.Refresh.WithLabelValues("db-user", metrics.RefreshChanged)); got != 2 {
+		t.Errorf("refresh_total{changed} = %v, want 2", got)
+	}
+}
+
+func TestWatchRefreshSecretChangeIsPushed(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-1"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+	h.c.Pass(t.Context(), true)
+	msgs, _ := watch(t, h.c)
+	recv(t, msgs)
+	v.set("a", "test-value-2", "v2")
+	h.clk.Advance(time.Minute)
+	if _, err := h.c.Refresh(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "v2=test-value-2"}, recv(t, msgs)); diff != "" {
+		t.Errorf("message after RefreshSecret (-want +got):\n%s", diff)
+	}
+}
+
+func TestWatchSettling(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v.setErr("gone", keyvault.ErrNotFound)
+	v.setErr("off", keyvault.ErrDisabled)
+	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "gone", Optional: true}, config.Secret{Name: "off"})
+	h := newHarness(t, cfg, v)
+	h.c.Pass(t.Context(), true)
+
+	tests := []struct {
+		names []string
+		want  error
+	}{
+		{[]string{"a", "gone"}, nil},
+		{[]string{"a", "off"}, ErrDisabled},
+		{nil, ErrDisabled},
+		{[]string{"nope"}, ErrUndeclared},
+	}
+	for _, tt := range tests {
+		msgs, errc := watch(t, h.c, tt.names...)
+		if tt.want == nil {
+			if diff := cmp.Diff(map[string]string{"a": "v1=test-value-a"}, recv(t, msgs)); diff != "" {
+				t.Errorf("%v: first message (-want +got):\n%s", tt.names, diff)
+			}
+			continue
+		}
+		err := <-errc
+		var ne *NameError
+		if !errors.Is(err, tt.want) || !errors.As(err, &ne) {
+			t.Errorf("%v: Watch = %v, want %v naming the secret", tt.names, err, tt.want)
+		}
+	}
+}
+
+func TestDrainEndsWatchers(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+	h.c.Pass(t.Context(), true)
+	msgs, errc := watch(t, h.c)
+	recv(t, msgs)
+	h.c.Drain()
+	if err := <-errc; !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("Watch after Drain = %v, want ErrShuttingDown", err)
+	}
+	if _, err := h.c.Get(t.Context(), "a"); err != nil {
+		t.Errorf("a loaded secret must still be served while draining: %v", err)
+	}
+}
+
+func TestReadiness(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v.setAll(errOutage)
+	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "opt", Optional: true})
+	cfg.Refresh.MaxStale = config.Duration(time.Hour)
+	h := newHarness(t, cfg, v)
+	h.c.Pass(t.Context(), true)
+	if ok, waiting := h.c.Ready(); ok || !cmp.Equal(waiting, []string{"a"}) {
+		t.Fatalf("Ready = %v %v, want false [a]", ok, waiting)
+	}
+	v.setAll(nil)
+	h.clk.Advance(time.Minute)
+	h.c.Pass(t.Context(), true)
+	if ok, waiting := h.c.Ready(); !ok {
+		t.Fatalf("Ready = false %v; the optional secret must not hold readiness back", waiting)
+	}
+	v.setAll(errOutage)
+	h.clk.Advance(time.Minute)
+	h.c.Pass(t.Context(), true)
+	if ok, _ := h.c.Ready(); !ok {
+		t.Error("unready during an outage within maxStale")
+	}
+	h.clk.Advance(2 * time.Hour)
+	if ok, _ := h.c.Ready(); ok {
+		t.Error("still ready beyond maxStale")
+	}
+}
+
+func TestListHasNoValues(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v)
+	h.c.Pass(t.Context(), true)
+	got := h.c.List()
+	want := []*secretproxyv1.Secret{
+		{Name: "a", Version: "v1", UpdateTime: timestamp(time.Unix(1_700_000_000, 0)), RefreshTime: timestamp(t0)},
+		{Name: "b"}, // absent from the vault: no value, so not stale
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("List (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,177 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+)
+
+// fakeVault is a hand-written Fetcher: the cache's logic does not depend on
+// HTTP, so these tests use it; the real SDK against the emulator is tested in
+// the keyvault and app packages.
+type fakeVault struct {
+	mu      sync.Mutex
+	secrets map[string]keyvault.Secret
+	errs    map[string]error // per vault name
+	all     error            // every read fails with it
+	calls   int
+	byName  map[string]int
+	gate    chan struct{} // when set, reads block until it is closed
+}
+
+func newFakeVault(values map[string]string) *fakeVault {
+	v := &fakeVault{secrets: map[string]keyvault.Secret{}, errs: map[string]error{}, byName: map[string]int{}}
+	for k, val := range values {
+		v.set(k, val, "v1")
+	}
+	return v
+}
+
+func (v *fakeVault) set(name, value, version string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.secrets[name] = keyvault.Secret{Value: value, Version: version, Updated: time.Unix(1_700_000_000, 0)}
+}
+
+func (v *fakeVault) setSecret(name string, s keyvault.Secret) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.secrets[name] = s
+}
+
+func (v *fakeVault) setErr(name string, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err == nil {
+		delete(v.errs, name)
+	} else {
+		v.errs[name] = err
+	}
+}
+
+func (v *fakeVault) setAll(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.all = err
+}
+
+func (v *fakeVault) count() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.calls
+}
+
+func (v *fakeVault) Get(ctx context.Context, name, version string) (keyvault.Secret, error) {
+	v.mu.Lock()
+	v.calls++
+	v.byName[name]++
+	gate := v.gate
+	v.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return keyvault.Secret{}, &keyvault.TransientError{Err: ctx.Err()}
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.all != nil {
+		return keyvault.Secret{}, v.all
+	}
+	if err := v.errs[name]; err != nil {
+		return keyvault.Secret{}, err
+	}
+	s, ok := v.secrets[name]
+	if !ok {
+		return keyvault.Secret{}, keyvault.ErrNotFound
+	}
+	return s, nil
+}
+
+var (
+	errOutage   = &keyvault.TransientError{Status: 503, Code: "ServiceUnavailable"}
+	errThrottle = &keyvault.TransientError{Status: 429, Code: "Throttled", RetryAfter: 30 * time.Second}
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+type harness struct {
+	c   *Cache
+	v   *fakeVault
+	clk *clock.Fake
+	reg *prometheus.Registry
+	m   *metrics.Metrics
+}
+
+func testConfig(secrets ...config.Secret) config.Config {
+	cfg := config.Default()
+	cfg.Vault.URL = "https://test.vault.azure.net/"
+	cfg.Secrets = secrets
+	cfg.Refresh.Interval = config.Duration(5 * time.Minute)
+	cfg.Refresh.MinInterval = config.Duration(10 * time.Second)
+	return cfg
+}
+
+func newHarness(t *testing.T, cfg config.Config, v *fakeVault) *harness {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, cfg.DeclaredNames(), "test")
+	c := New(cfg, v, Options{Clock: clk, Metrics: m, Rand: func() float64 { return 0.5 }})
+	t.Cleanup(c.cancel)
+	return &harness{c: c, v: v, clk: clk, reg: reg, m: m}
+}
+
+// run starts the refresher and stops it at the end of the test.
+func (h *harness) run(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.c.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// advance moves the fake clock and, if that fires the refresher's timer, waits
+// until the refresher has gone back to sleep on a new one.
+func (h *harness) advance(t *testing.T, d time.Duration) {
+	t.Helper()
+	next, ok := h.clk.NextDeadline()
+	fires := ok && !next.After(h.clk.Now().Add(d))
+	created := h.clk.TimerCreated()
+	h.clk.Advance(d)
+	if fires {
+		select {
+		case <-created:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the refresher did not go back to sleep")
+		}
+	}
+}
+
+// waitFor polls cond for up to 10 s. It bounds a wait for goroutines; it never
+// decides a result by timing.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 10000 {
+		if cond() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
