@@ -138,8 +138,11 @@ type Request struct {
 // Emulator is a running Key Vault and identity emulator. Its methods are safe
 // for concurrent use.
 type Emulator struct {
-	log           *slog.Logger
-	now           func() time.Time
+	log *slog.Logger
+	now func() time.Time
+	// tokenNow is the clock for token lifetimes: the real clock, because
+	// MSAL compares expires_on with it. Tests of expiry replace it.
+	tokenNow      func() time.Time
 	tenantID      string
 	tokenLifetime time.Duration
 
@@ -169,6 +172,7 @@ func Start(opts Options) (*Emulator, error) {
 	e := &Emulator{
 		log:           opts.Logger,
 		now:           opts.Now,
+		tokenNow:      time.Now,
 		tenantID:      opts.TenantID,
 		tokenLifetime: opts.TokenLifetime,
 		secrets:       map[string]*secret{},

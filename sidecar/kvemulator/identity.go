@@ -41,7 +41,7 @@ func (e *Emulator) issueToken(resource, clientID string) (string, time.Time, err
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	now := time.Now()
+	now := e.tokenTime()
 	exp := now.Add(e.tokenLifetime).Truncate(time.Second)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -63,7 +63,7 @@ func (e *Emulator) checkToken(tok string) bool {
 	e.mu.Lock()
 	t, ok := e.tokens[tok]
 	e.mu.Unlock()
-	return ok && time.Now().Before(t.expires) && t.resource == VaultResource
+	return ok && e.tokenTime().Before(t.expires) && t.resource == VaultResource
 }
 
 // normalizeResource maps "https://vault.azure.net/", ".../.default" and the
@@ -166,7 +166,7 @@ func (e *Emulator) serveIMDS(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return writeOAuthError(w, http.StatusInternalServerError, "server_error", "could not mint a token")
 	}
-	now := time.Now()
+	now := e.tokenTime()
 	return writeJSON(w, http.StatusOK, map[string]string{
 		"access_token":   tok,
 		"refresh_token":  "",
@@ -278,7 +278,7 @@ func (e *Emulator) handleEntraToken(w http.ResponseWriter, r *http.Request, tena
 	if err != nil {
 		return writeOAuthError(w, http.StatusInternalServerError, "server_error", "could not mint a token")
 	}
-	secs := int64(time.Until(exp) / time.Second)
+	secs := int64(exp.Sub(e.tokenTime()) / time.Second)
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"token_type":     "Bearer",
 		"expires_in":     secs,
@@ -322,4 +322,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) int {
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 	return status
+}
+
+// tokenTime reads the token clock; e.mu must not be held.
+func (e *Emulator) tokenTime() time.Time {
+	e.mu.Lock()
+	f := e.tokenNow
+	e.mu.Unlock()
+	return f()
 }
