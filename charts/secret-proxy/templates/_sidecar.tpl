@@ -146,18 +146,18 @@ Nothing for managed-identity mode.
 */}}
 {{- define "secret-proxy.podLabels" -}}
 {{- include "secret-proxy.validate" . -}}
-{{- if ne (dig "auth" "mode" "workload-identity" .values) "managed-identity" }}
+{{- if ne (dig "auth" "mode" "workload-identity" .values) "managed-identity" -}}
 azure.workload.identity/use: "true"
-{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* secret-proxy.serviceAccountAnnotations: the identity the Workload Identity webhook hands to the pod. */}}
 {{- define "secret-proxy.serviceAccountAnnotations" -}}
 {{- include "secret-proxy.validate" . -}}
-{{- if ne (dig "auth" "mode" "workload-identity" .values) "managed-identity" }}
+{{- if ne (dig "auth" "mode" "workload-identity" .values) "managed-identity" -}}
 azure.workload.identity/client-id: {{ dig "auth" "clientId" "" .values | quote }}
 {{- with dig "auth" "tenantId" "" .values }}
 azure.workload.identity/tenant-id: {{ . | quote }}
 {{- end }}
-{{- end }}
+{{- end -}}
 {{- end -}}

@@ -1,0 +1,418 @@
+package chartcheck
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
+)
+
+// rendered is one ci values file rendered and decoded.
+type rendered struct {
+	values    map[string]any
+	manifests []Manifest
+	objects   []runtime.Object
+}
+
+func (r rendered) deployment(t *testing.T) *appsv1.Deployment {
+	t.Helper()
+	var found []*appsv1.Deployment
+	for _, o := range r.objects {
+		if d, ok := o.(*appsv1.Deployment); ok {
+			found = append(found, d)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want exactly one Deployment, got %d", len(found))
+	}
+	return found[0]
+}
+
+func (r rendered) kinds() []string {
+	var kinds []string
+	for _, o := range r.objects {
+		kinds = append(kinds, o.GetObjectKind().GroupVersionKind().Kind)
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+// renderCI renders charts/orderapp with one ci values file and strictly decodes every object.
+func renderCI(t *testing.T, valuesFile string) rendered {
+	t.Helper()
+	charts, err := ChartsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := LoadChart(filepath.Join(charts, "orderapp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := ReadValues(valuesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Render(ch, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rendered{values: vals, manifests: ms}
+	for _, m := range ms {
+		obj, err := dec.Decode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.objects = append(r.objects, obj)
+	}
+	return r
+}
+
+func ciFiles(t *testing.T) map[string]string {
+	t.Helper()
+	charts, err := ChartsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := CIValuesFiles(charts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, f := range files {
+		out[strings.TrimSuffix(filepath.Base(f), "-values.yaml")] = f
+	}
+	return out
+}
+
+// dig reads a nested value of a values map.
+func dig(m map[string]any, keys ...string) any {
+	var cur any = m
+	for _, k := range keys {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[k]
+	}
+	return cur
+}
+
+// TestRenderKinds pins which objects each ci values file produces.
+func TestRenderKinds(t *testing.T) {
+	want := map[string][]string{
+		"default":           {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
+		"workload-identity": {"ConfigMap", "Deployment", "Service", "ServiceAccount"},
+		"managed-identity":  {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
+		"unix-socket":       {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
+		"podmonitor":        {"ConfigMap", "Deployment", "PodDisruptionBudget", "PodMonitor", "Service", "ServiceAccount"},
+		"networkpolicy":     {"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
+		"legacy-sidecar":    {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
+	}
+	files := ciFiles(t)
+	for name := range files {
+		if _, ok := want[name]; !ok {
+			t.Errorf("ci/%s-values.yaml has no expectation in TestRenderKinds: add one", name)
+		}
+	}
+	for name, kinds := range want {
+		t.Run(name, func(t *testing.T) {
+			file, ok := files[name]
+			if !ok {
+				t.Fatalf("ci/%s-values.yaml is missing", name)
+			}
+			r := renderCI(t, file)
+			if diff := cmp.Diff(kinds, r.kinds()); diff != "" {
+				t.Errorf("rendered kinds (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSidecar checks the pod wiring that makes the sidecar work, for every ci values file.
+func TestSidecar(t *testing.T) {
+	for name, file := range ciFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			r := renderCI(t, file)
+			d := r.deployment(t)
+			spec := d.Spec.Template.Spec
+			native := dig(r.values, "secretProxy", "nativeSidecar") != false
+
+			var sidecar *corev1.Container
+			pool := spec.Containers
+			if native {
+				pool = spec.InitContainers
+			}
+			for i := range pool {
+				if pool[i].Name == "secret-proxy" {
+					sidecar = &pool[i]
+				}
+			}
+			if sidecar == nil {
+				t.Fatalf("no secret-proxy container in %s (native=%v)", map[bool]string{true: "initContainers", false: "containers"}[native], native)
+			}
+			if native {
+				if sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+					t.Errorf("native sidecar restartPolicy = %v, want Always", sidecar.RestartPolicy)
+				}
+				if len(spec.Containers) != 1 {
+					t.Errorf("native mode: want only the app in containers, got %d", len(spec.Containers))
+				}
+			} else {
+				if len(spec.InitContainers) != 0 {
+					t.Errorf("legacy mode: want no init containers, got %d", len(spec.InitContainers))
+				}
+				if sidecar.RestartPolicy != nil {
+					t.Errorf("legacy sidecar must not set restartPolicy, got %v", *sidecar.RestartPolicy)
+				}
+			}
+			probes := map[string]*corev1.Probe{"startup": sidecar.StartupProbe, "liveness": sidecar.LivenessProbe, "readiness": sidecar.ReadinessProbe}
+			wantPath := map[string]string{"startup": "/readyz", "liveness": "/livez", "readiness": "/readyz"}
+			for kind, p := range probes {
+				if p == nil || p.HTTPGet == nil {
+					t.Errorf("sidecar has no HTTP %s probe", kind)
+					continue
+				}
+				if p.HTTPGet.Path != wantPath[kind] || p.HTTPGet.Port.String() != "sp-ops" {
+					t.Errorf("sidecar %s probe = %s on %s, want %s on sp-ops", kind, p.HTTPGet.Path, p.HTTPGet.Port.String(), wantPath[kind])
+				}
+			}
+			if diff := cmp.Diff([]string{"--config", "/etc/secret-proxy/config.yaml"}, sidecar.Args); diff != "" {
+				t.Errorf("sidecar args (-want +got):\n%s", diff)
+			}
+
+			// The socket directory: a memory emptyDir mounted by both containers.
+			socketDir := "/var/run/secret-proxy"
+			if s, ok := dig(r.values, "secretProxy", "socketDir").(string); ok {
+				socketDir = s
+			}
+			var vol *corev1.Volume
+			for i := range spec.Volumes {
+				if spec.Volumes[i].Name == "secret-proxy-socket" {
+					vol = &spec.Volumes[i]
+				}
+			}
+			if vol == nil || vol.EmptyDir == nil || vol.EmptyDir.Medium != corev1.StorageMediumMemory {
+				t.Fatalf("socket volume = %+v, want an emptyDir with medium Memory", vol)
+			}
+			var app *corev1.Container
+			for i := range spec.Containers {
+				if spec.Containers[i].Name == "orderapp" {
+					app = &spec.Containers[i]
+				}
+			}
+			if app == nil {
+				t.Fatal("no orderapp container")
+			}
+			for _, c := range []*corev1.Container{sidecar, app} {
+				if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+					return m.Name == "secret-proxy-socket" && m.MountPath == socketDir
+				}) {
+					t.Errorf("container %s does not mount the socket volume at %s", c.Name, socketDir)
+				}
+				if len(c.Env) != 0 || len(c.EnvFrom) != 0 {
+					t.Errorf("container %s has environment variables; configuration comes from the file and flags only", c.Name)
+				}
+			}
+			if !slices.Contains(app.Args, "unix://"+socketDir+"/grpc.sock") {
+				t.Errorf("app args %q do not point --sidecar at unix://%s/grpc.sock", app.Args, socketDir)
+			}
+			if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil {
+				t.Errorf("pod has no fsGroup: the app could not open the sidecar's 0660 socket")
+			}
+		})
+	}
+}
+
+// TestIdentity checks the Azure Workload Identity label and annotation, which must be present
+// exactly when the sidecar may use workload identity.
+func TestIdentity(t *testing.T) {
+	for name, file := range ciFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			r := renderCI(t, file)
+			mode, _ := dig(r.values, "secretProxy", "auth", "mode").(string)
+			if mode == "" {
+				mode = "workload-identity"
+			}
+			clientID, _ := dig(r.values, "secretProxy", "auth", "clientId").(string)
+			wantWI := mode != "managed-identity"
+
+			d := r.deployment(t)
+			gotLabel, hasLabel := d.Spec.Template.Labels["azure.workload.identity/use"]
+			if wantWI != hasLabel || (hasLabel && gotLabel != "true") {
+				t.Errorf("mode %s: pod label azure.workload.identity/use = %q (present %v), want present=%v with \"true\"", mode, gotLabel, hasLabel, wantWI)
+			}
+			if _, inSelector := d.Spec.Selector.MatchLabels["azure.workload.identity/use"]; inSelector {
+				t.Error("the Workload Identity label must not be in the selector (selectors are immutable)")
+			}
+			var sa *corev1.ServiceAccount
+			for _, o := range r.objects {
+				if s, ok := o.(*corev1.ServiceAccount); ok {
+					sa = s
+				}
+			}
+			if sa == nil {
+				t.Fatal("no ServiceAccount")
+			}
+			if d.Spec.Template.Spec.ServiceAccountName != sa.Name {
+				t.Errorf("pod uses service account %q, chart renders %q", d.Spec.Template.Spec.ServiceAccountName, sa.Name)
+			}
+			got, has := sa.Annotations["azure.workload.identity/client-id"]
+			if wantWI != has || (has && got != clientID) {
+				t.Errorf("mode %s: service account client-id annotation = %q (present %v), want present=%v with %q", mode, got, has, wantWI, clientID)
+			}
+		})
+	}
+}
+
+// TestSecurityDefaults runs the Pod Security "restricted" checks of the Kubernetes version the
+// charts target, and checks the read-only root file system and resources the profile leaves out.
+func TestSecurityDefaults(t *testing.T) {
+	eval, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv := api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}
+	for name, file := range ciFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			d := renderCI(t, file).deployment(t)
+			for _, res := range eval.EvaluatePod(lv, &d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec) {
+				if !res.Allowed {
+					t.Errorf("Pod Security restricted: %s: %s", res.ForbiddenReason, res.ForbiddenDetail)
+				}
+			}
+			spec := d.Spec.Template.Spec
+			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+				sc := c.SecurityContext
+				if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+					t.Errorf("container %s: root file system is not read-only", c.Name)
+				}
+				if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+					t.Errorf("container %s: no numeric non-root runAsUser", c.Name)
+				}
+				if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+					t.Errorf("container %s: resources %v lack cpu/memory requests or a memory limit", c.Name, c.Resources)
+				}
+			}
+			if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+				t.Error("the pod mounts a Kubernetes API token it never uses")
+			}
+		})
+	}
+}
+
+// TestSecurityCheckCatches shows the restricted check above can fail: the same pod with
+// privilege escalation allowed on the sidecar is refused.
+func TestSecurityCheckCatches(t *testing.T) {
+	d := renderCI(t, ciFiles(t)["default"]).deployment(t)
+	allow := true
+	d.Spec.Template.Spec.InitContainers[0].SecurityContext.AllowPrivilegeEscalation = &allow
+	eval, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv := api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}
+	refused := false
+	for _, res := range eval.EvaluatePod(lv, &d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec) {
+		refused = refused || !res.Allowed
+	}
+	if !refused {
+		t.Error("allowPrivilegeEscalation: true passed the restricted profile; the check is not running")
+	}
+}
+
+// TestNoSecretValues: the chart renders no Secret object and no value a secret could hide in;
+// the only secret material is a Secret the user names (clientAuth.existingSecret).
+func TestNoSecretValues(t *testing.T) {
+	for name, file := range ciFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			r := renderCI(t, file)
+			for _, o := range r.objects {
+				if _, ok := o.(*corev1.Secret); ok {
+					t.Error("the chart rendered a Secret")
+				}
+			}
+			for _, m := range r.manifests {
+				if strings.Contains(strings.ToLower(m.YAML), "password:") {
+					t.Errorf("%s carries a password field", m.Template)
+				}
+			}
+		})
+	}
+}
+
+// TestValuesRefused: values.schema.json refuses unknown keys (a misspelt key or a secret value
+// pasted where a name belongs) and the chart's own checks refuse missing required values, with
+// a message that says what to set and never echoes a value.
+func TestValuesRefused(t *testing.T) {
+	const canary = "test-password-1"
+	base := func() map[string]any {
+		return map[string]any{"secretProxy": map[string]any{
+			"vault": map[string]any{"url": "https://test-vault.vault.azure.net/"},
+			"auth":  map[string]any{"clientId": "00000000-0000-0000-0000-000000000001"},
+		}}
+	}
+	tests := []struct {
+		name    string
+		mutate  func(v map[string]any)
+		wantMsg string
+	}{
+		{"secret value pasted into a secret entry", func(v map[string]any) {
+			sp := v["secretProxy"].(map[string]any)
+			sp["secrets"] = []any{map[string]any{"name": "db-password", "value": canary}}
+		}, "additional properties 'value' not allowed"},
+		{"misspelt top-level key", func(v map[string]any) { v["replicas"] = 3 }, "additional properties 'replicas' not allowed"},
+		{"vault url missing", func(v map[string]any) {
+			delete(v["secretProxy"].(map[string]any), "vault")
+		}, "secretProxy.vault.url is required"},
+		{"vault url over http", func(v map[string]any) {
+			v["secretProxy"].(map[string]any)["vault"] = map[string]any{"url": "http://test-vault.vault.azure.net/"}
+		}, "vault/url"},
+		{"client id missing", func(v map[string]any) {
+			delete(v["secretProxy"].(map[string]any), "auth")
+		}, "secretProxy.auth.clientId is required"},
+		{"app asks for an undeclared secret", func(v map[string]any) {
+			v["app"] = map[string]any{"secretNames": map[string]any{"server": "db-server", "user": "db-user", "password": "db-pass", "name": "db-name"}}
+		}, "app.secretNames.password is \"db-pass\" but secretProxy.secrets does not declare it"},
+		{"malformed secret name", func(v map[string]any) {
+			v["secretProxy"].(map[string]any)["secrets"] = []any{map[string]any{"name": "db password"}}
+		}, "secrets"},
+		{"no secrets", func(v map[string]any) {
+			v["secretProxy"].(map[string]any)["secrets"] = []any{}
+		}, "secrets"},
+	}
+	charts, err := ChartsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch, err := LoadChart(filepath.Join(charts, "orderapp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := base()
+			tt.mutate(v)
+			_, err = Render(ch, v)
+			if err == nil {
+				t.Fatalf("render succeeded, want an error containing %q", tt.wantMsg)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("error %q does not contain %q", err, tt.wantMsg)
+			}
+			if strings.Contains(err.Error(), canary) {
+				t.Errorf("error echoes the secret value: %q", err)
+			}
+		})
+	}
+}
