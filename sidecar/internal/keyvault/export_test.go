@@ -1,0 +1,4 @@
+package keyvault
+
+// ParseRetryAfter exposes parseRetryAfter to the tests.
+var ParseRetryAfter = parseRetryAfter
