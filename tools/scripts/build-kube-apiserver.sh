@@ -13,9 +13,16 @@ mkdir -p "$out"
 # kubeVersion checks (>=1.25.0-0) fail against it.
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
 
+# cached CMD: the binary exists and reports the pinned version.
+cached() {
+	case $1 in
+	kube-apiserver) "$out/$1" --version 2>/dev/null | grep -qx "Kubernetes $version" ;;
+	kubectl) "$out/$1" version --client 2>/dev/null | grep -qx "Client Version: $version" ;;
+	esac
+}
+
 for cmd in kube-apiserver kubectl; do
-	if [[ -x "$out/$cmd" ]] && "$out/$cmd" --version 2>/dev/null | grep -q "$version" ||
-		[[ -x "$out/$cmd" && $cmd == kubectl ]] && "$out/$cmd" version --client 2>/dev/null | grep -q "$version"; then
+	if [[ -x $out/$cmd ]] && cached "$cmd"; then
 		echo "build-kube-apiserver: $cmd $version cached in $out" >&2
 		continue
 	fi
