@@ -144,9 +144,10 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		WriteTimeout:      30 * time.Second,
 	}
 
+	opened := a // the named result is nil on the error paths
 	defer func() {
 		if err != nil {
-			a.closeListeners()
+			opened.closeListeners()
 		}
 	}()
 	if cfg.Listen.GRPC != "" {

@@ -85,12 +85,16 @@ func TestReadStates(t *testing.T) {
 		},
 		{
 			name: "expired, refuseExpired", cfg: func(c *config.Config) { c.Refresh.RefuseExpired = true },
-			before: func(v *fakeVault) { v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp}) },
+			before: func(v *fakeVault) {
+				v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp})
+			},
 			advance: 2 * time.Hour, want: ErrExpired,
 		},
 		{
-			name:    "expired, served when refuseExpired is off",
-			before:  func(v *fakeVault) { v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp}) },
+			name: "expired, served when refuseExpired is off",
+			before: func(v *fakeVault) {
+				v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp})
+			},
 			advance: 2 * time.Hour, wantVal: "test-password-1",
 		},
 		{
