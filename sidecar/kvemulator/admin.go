@@ -34,13 +34,17 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
 			return writeJSON(w, http.StatusOK, map[string]any{})
 		}
 		return adminMethod(w, r, "GET, DELETE")
-	case len(parts) == 2 && parts[1] == "faults":
+	case len(parts) == 2 && (parts[1] == "faults" || parts[1] == "identity-faults"):
+		set, slot := e.SetFault, &e.fault
+		if parts[1] == "identity-faults" {
+			set, slot = e.SetIdentityFault, &e.idFault
+		}
 		switch r.Method {
 		case http.MethodPut:
-			return e.adminSetFault(w, r)
+			return e.adminSetFault(w, r, set)
 		case http.MethodGet:
 			e.mu.Lock()
-			f := e.fault
+			f := *slot
 			e.mu.Unlock()
 			return writeJSON(w, http.StatusOK, faultJSON{Mode: f.Mode.String(), RetryAfterSeconds: int(f.RetryAfter / time.Second), Count: f.Count})
 		}
@@ -71,7 +75,7 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
 		return e.adminResult(w, name, e.EnableSecret(name))
 	}
 	return adminError(w, http.StatusNotFound, "NotFound", "unknown admin path "+r.URL.Path+
-		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults or /admin/requests")
+		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults, /admin/identity-faults or /admin/requests")
 }
 
 // adminSecretJSON is the body of PUT /admin/secrets/{name}; exp and nbf are
@@ -128,7 +132,7 @@ func (e *Emulator) adminSetSecret(w http.ResponseWriter, r *http.Request, name s
 	})
 }
 
-func (e *Emulator) adminSetFault(w http.ResponseWriter, r *http.Request) int {
+func (e *Emulator) adminSetFault(w http.ResponseWriter, r *http.Request, set func(Fault)) int {
 	var in faultJSON
 	if err := decodeStrict(w, r, &in); err != nil {
 		return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
@@ -144,7 +148,7 @@ func (e *Emulator) adminSetFault(w http.ResponseWriter, r *http.Request) int {
 		return adminError(w, http.StatusBadRequest, "BadParameter", "count must be 0 (until changed) or more")
 	}
 	f := Fault{Mode: mode, RetryAfter: time.Duration(in.RetryAfterSeconds) * time.Second, Count: in.Count}
-	e.SetFault(f)
+	set(f)
 	return writeJSON(w, http.StatusOK, faultJSON{Mode: mode.String(), RetryAfterSeconds: in.RetryAfterSeconds, Count: in.Count})
 }
 

@@ -44,6 +44,11 @@ func TestAdminAPI(t *testing.T) {
 		{"fault unknown mode", http.MethodPut, "faults", `{"mode":"explode"}`, 400, "BadParameter"},
 		{"fault negative retry", http.MethodPut, "faults", `{"mode":"throttle","retryAfterSeconds":-1}`, 400, "BadParameter"},
 		{"fault bad json", http.MethodPut, "faults", `mode=throttle`, 400, "BadParameter"},
+		{"identity fault outage", http.MethodPut, "identity-faults", `{"mode":"outage","count":2}`, 200, ""},
+		{"identity fault read", http.MethodGet, "identity-faults", "", 200, ""},
+		{"identity fault none", http.MethodPut, "identity-faults", `{"mode":"none"}`, 200, ""},
+		{"identity fault negative count", http.MethodPut, "identity-faults", `{"mode":"outage","count":-1}`, 400, "BadParameter"},
+		{"faults with POST", http.MethodPost, "faults", `{"mode":"none"}`, 405, "MethodNotAllowed"},
 		{"requests", http.MethodGet, "requests", "", 200, ""},
 		{"unknown path", http.MethodGet, "nothing", "", 404, "NotFound"},
 	}

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -158,11 +159,14 @@ type Emulator struct {
 	vaultSrv, identitySrv *http.Server
 	serveErrs             chan error
 	closeOnce             sync.Once
+	connsMu               sync.Mutex
+	newConns              map[net.Conn]struct{} // connections that have not sent a request yet
 	closeErr              error
 
 	mu       sync.Mutex
 	secrets  map[string]*secret // key: lower-cased name (Key Vault names are case-insensitive)
-	fault    Fault
+	fault    Fault              // vault data plane
+	idFault  Fault              // token endpoints (managed identity and Entra)
 	requests []Request
 	tokens   map[string]issuedToken
 }
@@ -178,6 +182,7 @@ func Start(opts Options) (*Emulator, error) {
 		secrets:       map[string]*secret{},
 		tokens:        map[string]issuedToken{},
 		serveErrs:     make(chan error, 2),
+		newConns:      map[net.Conn]struct{}{},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -250,6 +255,7 @@ func Start(opts Options) (*Emulator, error) {
 	e.vaultSrv = &http.Server{
 		Handler:           e.vaultHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		ConnState:         e.trackConn,
 		TLSConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{e.tlsCert},
@@ -260,6 +266,7 @@ func Start(opts Options) (*Emulator, error) {
 	e.identitySrv = &http.Server{
 		Handler:           e.identityHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		ConnState:         e.trackConn,
 		ErrorLog:          errLog,
 	}
 	go func() { e.serveErrs <- e.vaultSrv.ServeTLS(vl, "", "") }()
@@ -270,17 +277,13 @@ func Start(opts Options) (*Emulator, error) {
 	return e, nil
 }
 
-// Close stops both listeners, waiting up to five seconds for requests in
-// flight. It is safe to call more than once.
+// Close stops both listeners, waiting up to five seconds per listener for
+// requests in flight. It is safe to call more than once.
 func (e *Emulator) Close() error {
 	e.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		errs := []error{}
+		var errs []error
 		for _, s := range []*http.Server{e.vaultSrv, e.identitySrv} {
-			if err := s.Shutdown(ctx); err != nil {
-				errs = append(errs, err, s.Close())
-			}
+			errs = append(errs, e.shutdown(s))
 		}
 		for range 2 {
 			if err := <-e.serveErrs; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -291,6 +294,44 @@ func (e *Emulator) Close() error {
 		e.log.Info("kv-emulator stopped")
 	})
 	return e.closeErr
+}
+
+// shutdown stops s gracefully within five seconds. http.Server.Shutdown
+// waits up to 5 s for connections that never sent a request (the client
+// transport dials spares under load); they carry nothing, so each round
+// closes them, including any accepted while the listener was closing.
+func (e *Emulator) shutdown(s *http.Server) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e.connsMu.Lock()
+		for c := range e.newConns {
+			_ = c.Close()
+		}
+		e.connsMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := s.Shutdown(ctx)
+		cancel()
+		switch {
+		case err == nil || errors.Is(err, net.ErrClosed):
+			return nil
+		case !errors.Is(err, context.DeadlineExceeded):
+			return errors.Join(err, s.Close())
+		case time.Now().After(deadline):
+			return errors.Join(fmt.Errorf("graceful shutdown: %w", err), s.Close())
+		}
+	}
+}
+
+// trackConn remembers connections in StateNew, for Close.
+
+func (e *Emulator) trackConn(c net.Conn, st http.ConnState) {
+	e.connsMu.Lock()
+	defer e.connsMu.Unlock()
+	if st == http.StateNew {
+		e.newConns[c] = struct{}{}
+	} else {
+		delete(e.newConns, c)
+	}
 }
 
 // VaultURL is the vault's URL, "https://127.0.0.1:PORT/".
@@ -363,25 +404,56 @@ func (e *Emulator) record(r *http.Request, status int, kind string) {
 	e.log.Debug("request", "kind", kind, "method", r.Method, "path", r.URL.Path, "status", status)
 }
 
-// takeFault returns the active fault if it applies to mode set, consuming one
-// use of a counted fault.
+// SetIdentityFault sets the fault the token endpoints (App Service, IMDS
+// and the Entra token endpoint) inject: FaultOutage answers 503,
+// FaultThrottle 429 with Retry-After, FaultForbidden 400 "identity not
+// found" (what IMDS answers for an identity not assigned to the VM). It is
+// separate from SetFault so a test can fail token requests and vault reads
+// independently.
+func (e *Emulator) SetIdentityFault(f Fault) {
+	e.mu.Lock()
+	e.idFault = f
+	e.mu.Unlock()
+	e.log.Info("identity fault set", "mode", f.Mode.String(), "retry_after", f.RetryAfter, "count", f.Count)
+}
+
+// takeFault returns the active vault fault if its mode is one of modes,
+// consuming one use of a counted fault.
 func (e *Emulator) takeFault(modes ...FaultMode) (Fault, bool) {
+	return e.take(&e.fault, modes)
+}
+
+// takeIdentityFault is takeFault for the token endpoints.
+func (e *Emulator) takeIdentityFault() (Fault, bool) {
+	return e.take(&e.idFault, []FaultMode{FaultOutage, FaultThrottle, FaultForbidden})
+}
+
+func (e *Emulator) take(slot *Fault, modes []FaultMode) (Fault, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	f := e.fault
+	f := *slot
 	for _, m := range modes {
 		if f.Mode != m || m == FaultNone {
 			continue
 		}
 		if f.Count > 0 {
-			e.fault.Count--
-			if e.fault.Count == 0 {
-				e.fault = Fault{}
+			slot.Count--
+			if slot.Count == 0 {
+				*slot = Fault{}
 			}
 		}
 		return f, true
 	}
 	return Fault{}, false
+}
+
+// retryAfterSeconds is f's Retry-After in whole seconds, at least one.
+func retryAfterSeconds(f Fault) int64 {
+	secs := int64(math.Ceil(f.RetryAfter.Seconds()))
+	if secs <= 0 {
+		secs = 1
+	}
+	return secs
 }
 
 // CheckLoopback returns an error unless addr is host:port with a loopback host

@@ -95,6 +95,9 @@ func (e *Emulator) serveAppService(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodGet {
 		return writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
 	}
+	if status, faulted := e.identityFault(w); faulted {
+		return status
+	}
 	got := r.Header.Get("X-IDENTITY-HEADER")
 	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(e.identityHeader)) != 1 {
 		return writeOAuthError(w, http.StatusUnauthorized, "invalid_request",
@@ -145,6 +148,9 @@ func (e *Emulator) serveIMDS(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodGet {
 		return writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
 	}
+	if status, faulted := e.identityFault(w); faulted {
+		return status
+	}
 	if r.Header.Get("Metadata") != "true" {
 		// IMDS's own answer to a request without the header (azidentity's
 		// DefaultAzureCredential probe relies on getting a response at all).
@@ -178,6 +184,26 @@ func (e *Emulator) serveIMDS(w http.ResponseWriter, r *http.Request) int {
 		"token_type":     "Bearer",
 		"client_id":      clientID,
 	})
+}
+
+// identityFault writes the active identity fault's answer, if any.
+func (e *Emulator) identityFault(w http.ResponseWriter) (int, bool) {
+	f, ok := e.takeIdentityFault()
+	if !ok {
+		return 0, false
+	}
+	switch f.Mode {
+	case FaultThrottle:
+		secs := retryAfterSeconds(f)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		return writeOAuthError(w, http.StatusTooManyRequests, "temporarily_unavailable",
+			"Too many requests: retry after "+strconv.FormatInt(secs, 10)+" seconds (kv-emulator identity fault: throttle)"), true
+	case FaultForbidden:
+		return writeOAuthError(w, http.StatusBadRequest, "invalid_request",
+			"Identity not found (kv-emulator identity fault: forbidden)"), true
+	}
+	return writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable",
+		"The token service is unavailable (kv-emulator identity fault: outage)"), true
 }
 
 // newFederatedToken makes a JWT-shaped service account token. Nothing verifies
@@ -236,6 +262,9 @@ func (e *Emulator) handleEntraToken(w http.ResponseWriter, r *http.Request, tena
 	if tenant != e.tenantID {
 		return e.writeAADSTS(w, http.StatusBadRequest, "invalid_tenant", 90002,
 			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
+	}
+	if status, faulted := e.identityFault(w); faulted {
+		return status
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {

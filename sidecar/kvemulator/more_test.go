@@ -2,6 +2,7 @@ package kvemulator_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
@@ -190,4 +194,72 @@ func TestConcurrentUse(t *testing.T) {
 	for err := range errs {
 		t.Errorf("concurrent read: %v", err)
 	}
+}
+
+func TestIdentityFaults(t *testing.T) {
+	e := start(t, kvemulator.Options{Secrets: map[string]string{"db-user": "test-user-1"}})
+	tests := []struct {
+		name       string
+		fault      kvemulator.Fault
+		wantStatus int
+		wantRetry  string
+	}{
+		{"outage", kvemulator.Fault{Mode: kvemulator.FaultOutage}, 503, ""},
+		{"throttle", kvemulator.Fault{Mode: kvemulator.FaultThrottle, RetryAfter: 9 * time.Second}, 429, "9"},
+		{"identity not found", kvemulator.Fault{Mode: kvemulator.FaultForbidden}, 400, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e.SetIdentityFault(tc.fault)
+			defer e.SetIdentityFault(kvemulator.Fault{})
+			t.Setenv("IDENTITY_ENDPOINT", e.IdentityEndpoint())
+			t.Setenv("IDENTITY_HEADER", e.IdentityHeader())
+			cred, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
+				ID: azidentity.ClientID(uniqueClientID(t)),
+				ClientOptions: azcore.ClientOptions{
+					Transport: e.HTTPClient(),
+					Retry:     policy.RetryOptions{MaxRetries: 1, RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond},
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = newSecretsClient(t, e, cred).GetSecret(t.Context(), "db-user", "", nil)
+			var afe *azidentity.AuthenticationFailedError
+			if !errors.As(err, &afe) || afe.RawResponse == nil {
+				t.Fatalf("error %v (%T), want *azidentity.AuthenticationFailedError with a response", err, err)
+			}
+			if afe.RawResponse.StatusCode != tc.wantStatus || afe.RawResponse.Header.Get("Retry-After") != tc.wantRetry {
+				t.Errorf("token response %d Retry-After %q, want %d %q", afe.RawResponse.StatusCode,
+					afe.RawResponse.Header.Get("Retry-After"), tc.wantStatus, tc.wantRetry)
+			}
+		})
+	}
+
+	t.Run("counted fault then success, vault unaffected", func(t *testing.T) {
+		e.SetIdentityFault(kvemulator.Fault{Mode: kvemulator.FaultOutage, Count: 1})
+		hc := e.HTTPClient()
+		url := e.IdentityEndpoint() + "?api-version=2019-08-01&resource=https://vault.azure.net&client_id=count"
+		hdr := map[string]string{"X-IDENTITY-HEADER": e.IdentityHeader()}
+		var got []int
+		for range 2 {
+			s, _, _ := do(t, hc, http.MethodGet, url, hdr, "")
+			got = append(got, s)
+		}
+		if d := cmp.Diff([]int{503, 200}, got); d != "" {
+			t.Errorf("statuses (-want +got):\n%s", d)
+		}
+		e.SetIdentityFault(kvemulator.Fault{Mode: kvemulator.FaultOutage})
+		defer e.SetIdentityFault(kvemulator.Fault{})
+		if s, _, _ := do(t, hc, http.MethodGet, e.VaultURL()+"secrets/db-user?api-version=2026-04-01", nil, ""); s != 401 {
+			t.Errorf("vault with an identity outage: %d, want the normal 401 challenge", s)
+		}
+		s, _, _ := do(t, hc, http.MethodPut, e.VaultURL()+"admin/identity-faults", nil, `{"mode":"none"}`)
+		if s != 200 {
+			t.Fatalf("admin identity-faults: %d", s)
+		}
+		if s, _, _ := do(t, hc, http.MethodGet, url, hdr, ""); s != 200 {
+			t.Errorf("after clearing via admin: %d", s)
+		}
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -67,10 +66,7 @@ func (e *Emulator) serveVault(w http.ResponseWriter, r *http.Request) int {
 			return kvError(w, http.StatusForbidden, "Forbidden", "ForbiddenByRbac",
 				"Caller is not authorized to perform action on resource. If role assignments, deny assignments or role definitions were changed recently, please observe propagation time. (kv-emulator fault: forbidden)")
 		}
-		secs := int64(math.Ceil(f.RetryAfter.Seconds()))
-		if secs <= 0 {
-			secs = 1
-		}
+		secs := retryAfterSeconds(f)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		return kvError(w, http.StatusTooManyRequests, "Throttled", "",
 			"Rate limit is exceeded. Try again in "+strconv.FormatInt(secs, 10)+" seconds. (kv-emulator fault: throttle)")
