@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
+)
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCommandLine(t *testing.T) {
+	valid := writeFile(t, "valid.yaml", "vault: {url: https://x.vault.azure.net/}\nsecrets: [{name: a}]\n")
+	invalid := writeFile(t, "invalid.yaml", "vault: {url: http://x.vault.azure.net/}\nsecrets: [{name: a, optinal: true}]\nrefresh: {jitter: 2}\n")
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		stderr   []string
+		noStderr string
+	}{
+		{"version", []string{"--version"}, 0, "secret-proxy dev " + runtime.Version(), nil, ""},
+		{"check valid", []string{"--config", valid, "--check"}, 0, "configuration is valid (1 secrets declared)", nil, ""},
+		{"check reports every problem with its path", []string{"--config", invalid, "--check"}, 2, "",
+			[]string{"secrets[0].optinal: unknown key", "vault.url: must be https", "refresh.jitter:"}, ""},
+		{"flag overrides the file", []string{"--config", valid, "--check", "--vault-url", "http://y/"}, 2, "", []string{"vault.url: must be https"}, ""},
+		{"flag fixes the file", []string{"--config", invalid, "--check", "--vault-url", "https://y.vault.azure.net/"}, 2, "",
+			[]string{"secrets[0].optinal"}, "vault.url"},
+		{"empty grpc-listen turns TCP off", []string{"--config", valid, "--check", "--grpc-listen", ""}, 2, "", []string{"listen: set listen.grpc or listen.unix"}, ""},
+		{"non-loopback refused", []string{"--config", valid, "--check", "--grpc-listen", "0.0.0.0:50051"}, 2, "", []string{"listen.grpc", "allowNonLoopback"}, ""},
+		{"bad log level", []string{"--config", valid, "--check", "--log-level", "loud"}, 2, "", []string{"log.level"}, ""},
+		{"unix socket flag", []string{"--config", valid, "--check", "--unix-socket", "relative"}, 2, "", []string{"listen.unix"}, ""},
+		{"ops flag", []string{"--config", valid, "--check", "--ops-listen", "nope"}, 2, "", []string{"listen.ops"}, ""},
+		{"no config", nil, 2, "", []string{"--config FILE is required"}, ""},
+		{"missing file", []string{"--config", "/nonexistent/x.yaml"}, 2, "", []string{"no such file"}, ""},
+		{"stray argument", []string{"--config", valid, "extra"}, 2, "", []string{"unexpected arguments"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(t.Context(), tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.stdout)
+			}
+			for _, s := range tt.stderr {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
+				}
+			}
+			if tt.noStderr != "" && strings.Contains(stderr.String(), tt.noStderr) {
+				t.Errorf("stderr mentions %q:\n%s", tt.noStderr, stderr.String())
+			}
+		})
+	}
+}
+
+// TestBinary builds secret-proxy, runs it as a process against the emulator
+// (trusting its CA through SSL_CERT_FILE, as in a pod), reads a secret over
+// the unix socket, sends SIGTERM and expects exit 0.
+func TestBinary(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "secret-proxy")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin,
+		"-ldflags", "-X main.version=test-1.2.3", ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "secret-proxy test-1.2.3 ") {
+		t.Fatalf("--version = %q, %v", out, err)
+	}
+
+	e, err := kvemulator.Start(kvemulator.Options{Secrets: map[string]string{"sql-password": "test-password-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, e.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "grpc.sock")
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf(`vault:
+  url: %s
+  disableChallengeResourceVerification: true
+auth:
+  mode: managed-identity
+  clientId: binary-test
+secrets:
+  - name: db-password
+    vaultSecret: sql-password
+listen:
+  grpc: ""
+  unix: %s
+  ops: 127.0.0.1:0
+`, e.VaultURL(), sock)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--config", cfgPath, "--log-level", "debug")
+	cmd.Env = append(os.Environ(),
+		"SSL_CERT_FILE="+ca,
+		"IDENTITY_ENDPOINT="+e.IdentityEndpoint(),
+		"IDENTITY_HEADER="+e.IdentityHeader(),
+		"AZURE_FEDERATED_TOKEN_FILE=", "AZURE_CLIENT_ID=", "AZURE_TENANT_ID=",
+	)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+
+	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hc := healthpb.NewHealthClient(cc)
+	serving := false
+	for range 200 {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
+			serving = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !serving {
+		t.Fatalf("not SERVING; output:\n%s", logs.String())
+	}
+	t.Logf("start to SERVING (process start, build excluded): %s", time.Since(start))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	got, err := secretproxyv1.NewSecretServiceClient(cc).GetSecret(ctx, &secretproxyv1.GetSecretRequest{Name: "db-password"})
+	if err != nil || got.GetSecret().GetValue() != "test-password-1" {
+		t.Fatalf("GetSecret: %v (right value: %v)", err, got.GetSecret().GetValue() == "test-password-1")
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v; output:\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10 s after SIGTERM; output:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "test-password-1") {
+		t.Error("the secret value appears in the process output")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left after exit: %v", err)
+	}
+}
