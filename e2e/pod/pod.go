@@ -123,7 +123,7 @@ func StartEmulator(ctx context.Context, bin, dir, vaultAddr string, secrets map[
 			e.IdentityEndpoint = v
 		case ok && k == "IDENTITY_HEADER":
 			e.IdentityHeader = v
-		case ok && strings.HasPrefix(v, "https://") && e.VaultURL == "":
+		case ok && k == "AZURE_KEYVAULT_URL":
 			e.VaultURL = v
 		}
 	}

@@ -195,8 +195,6 @@ func startEmulator(ctx context.Context, cfg runConfig, dir string, logger *slog.
 		}
 		if k, v, ok := strings.Cut(line, "="); ok && !strings.ContainsAny(k, " \t") {
 			env = append(env, k+"="+v)
-		} else if strings.HasPrefix(line, "https://") {
-			env = append(env, "VAULT_URL="+line)
 		}
 	}
 	stopProcess(cmd)
@@ -213,12 +211,7 @@ func lookupEnv(env []string, key string) string {
 }
 
 func vaultURL(env []string) string {
-	for _, kv := range env {
-		if _, v, _ := strings.Cut(kv, "="); strings.HasPrefix(v, "https://") {
-			return v
-		}
-	}
-	return ""
+	return lookupEnv(env, "AZURE_KEYVAULT_URL")
 }
 
 func freePort() (string, error) {
