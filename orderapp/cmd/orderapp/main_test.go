@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+)
+
+// TestNoAzureSDK: the binary must not link the Azure SDK (go-mssqldb's azuread
+// subpackage would pull it in). It checks the package list the build uses.
+func TestNoAzureSDK(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list the binary's dependencies: %v", err)
+	}
+	out, err := exec.CommandContext(t.Context(), goBin, "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 || !contains(deps, "github.com/microsoft/go-mssqldb") {
+		t.Fatalf("go list -deps gave %d packages without go-mssqldb: the check would prove nothing", len(deps))
+	}
+	for _, p := range deps {
+		lp := strings.ToLower(p)
+		if strings.Contains(lp, "azure") || strings.Contains(lp, "azuread") || strings.Contains(lp, "microsoft-authentication-library") {
+			t.Errorf("orderapp links %s", p)
+		}
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func runCmd(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), args, &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+// TestCommands runs migrate, seed and export against SQLite with the database
+// path served by a fake sidecar.
+func TestCommands(t *testing.T) {
+	dbFile := filepath.Join(t.TempDir(), "orders.db")
+	sc := sidecartest.Start(t, map[string]string{"db-name": dbFile})
+	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite", "--log-format", "text"}
+	do := func(args ...string) string {
+		t.Helper()
+		stdout, stderr, err := runCmd(t, append(args[:1:1], append(common, args[1:]...)...)...)
+		if err != nil {
+			t.Fatalf("orderapp %s: %v\n%s", strings.Join(args, " "), err, stderr)
+		}
+		return stdout
+	}
+	do("migrate")
+	do("migrate") // a second run changes nothing
+	do("seed", "--clients", "3", "--orders-per-client", "40", "--seed", "7")
+	out := do("export", "--client", "2", "--format", "csv")
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"order_id", "client_id", "order_date", "status", "currency", "total_amount"}, rows[0]); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	if len(rows) != 41 {
+		t.Errorf("%d data rows, want 40", len(rows)-1)
+	}
+	for _, r := range rows[1:] {
+		if r[1] != "2" {
+			t.Errorf("row of client %s in client 2's export", r[1])
+		}
+	}
+	js := do("export", "--client", "2", "--format", "json", "--from", "2024-01-01", "--to", "2024-12-31")
+	for _, l := range strings.Split(strings.TrimSpace(js), "\n") {
+		if !strings.HasPrefix(l, `{"orderId":`) || !strings.Contains(l, `"orderDate":"2024-`) {
+			t.Errorf("unexpected JSON line %s", l)
+		}
+	}
+	if got := sc.Calls("WatchSecrets"); got != 5 {
+		t.Errorf("WatchSecrets calls = %d, want one per command (5)", got)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "missing command"},
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"serve", "--db-driver", "oracle"}, "unknown database driver"},
+		{[]string{"migrate", "--secret-user", "db-password"}, "name the same secret"},
+		{[]string{"migrate", "--secret-name", ""}, "--secret-name must not be empty"},
+		{[]string{"migrate", "--sidecar", "http://x"}, "only unix:// or host:port"},
+		{[]string{"seed", "--clients", "0"}, "clients must be between"},
+		{[]string{"export", "--format", "xml"}, "--client must be a positive client id; --format"},
+		{[]string{"export", "--client", "1", "--from", "2026-02-30"}, "--from must be a date"},
+		{[]string{"export", "--client", "1", "--from", "2026-02-01", "--to", "2026-01-01"}, "is after to"},
+		{[]string{"migrate", "extra"}, "unexpected arguments"},
+		{[]string{"migrate", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, _, err := runCmd(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestConnectTimeout: a one-shot command gives up when the sidecar never answers.
+func TestConnectTimeout(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "nobody.sock")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stderr bytes.Buffer
+	err := run(ctx, []string{"migrate", "--sidecar", "unix://" + sock, "--db-driver", "sqlite", "--connect-timeout", "300ms"}, &bytes.Buffer{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "connect to the database") {
+		t.Errorf("error = %v, want a connect failure", err)
+	}
+}
