@@ -90,7 +90,7 @@ func GenerateCRDSchema(crdPath, version, dir string) error {
 	}
 	var crd struct {
 		Spec struct {
-			Group    string `json:"group"`
+			Group    string                `json:"group"`
 			Names    struct{ Kind string } `json:"names"`
 			Versions []struct {
 				Name   string `json:"name"`
