@@ -123,18 +123,15 @@ func (ic *interceptors) recoverStream(srv any, ss grpc.ServerStream, info *grpc.
 	return h(srv, ss)
 }
 
-func (ic *interceptors) method(full string, streaming bool) *metrics.Method {
+func (ic *interceptors) method(full string) *metrics.Method {
 	if ic.m == nil {
 		return nil
 	}
-	if mm := ic.m.Method(full); mm != nil {
-		return mm
-	}
-	return nil
+	return ic.m.Method(full)
 }
 
 func (ic *interceptors) metricsUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	mm := ic.method(info.FullMethod, false)
+	mm := ic.method(info.FullMethod)
 	if mm == nil {
 		return h(ctx, req)
 	}
@@ -145,7 +142,7 @@ func (ic *interceptors) metricsUnary(ctx context.Context, req any, info *grpc.Un
 }
 
 func (ic *interceptors) metricsStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	mm := ic.method(info.FullMethod, true)
+	mm := ic.method(info.FullMethod)
 	if mm == nil {
 		return h(srv, ss)
 	}

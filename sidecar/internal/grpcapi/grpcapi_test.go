@@ -1,0 +1,214 @@
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+)
+
+// staticVault is a hand-written Fetcher with fixed answers; the SDK path is
+// tested in keyvault and app.
+type staticVault map[string]string
+
+func (v staticVault) Get(_ context.Context, name, _ string) (keyvault.Secret, error) {
+	val, ok := v[name]
+	if !ok {
+		return keyvault.Secret{}, keyvault.ErrNotFound
+	}
+	return keyvault.Secret{Value: val, Version: "v1"}, nil
+}
+
+func loadedCache(tb testing.TB, m *metrics.Metrics, names ...string) *cache.Cache {
+	tb.Helper()
+	cfg := config.Default()
+	vault := staticVault{}
+	for _, n := range names {
+		cfg.Secrets = append(cfg.Secrets, config.Secret{Name: n})
+		vault[n] = "test-value-of-" + n
+	}
+	c := cache.New(cfg, vault, cache.Options{Metrics: m})
+	c.Pass(context.Background(), true)
+	return c
+}
+
+func newInterceptors(m *metrics.Metrics, token string) *interceptors {
+	ic := &interceptors{m: m, log: slog.New(slog.NewJSONHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	if token != "" {
+		ic.wantAuth = []byte("Bearer " + token)
+	}
+	return ic
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// chain calls a unary handler through the interceptors in the server's order.
+func (ic *interceptors) chain(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return ic.recoverUnary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		return ic.metricsUnary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			return ic.logUnary(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+				return ic.authUnary(ctx, req, info, h)
+			})
+		})
+	})
+}
+
+const getMethod = "/secretproxy.v1.SecretService/GetSecret"
+
+func TestHitAllocatesOnlyTheResponse(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "test")
+	m.InitMethod(getMethod, false)
+	c := loadedCache(t, m, "db-password")
+	svc := NewService(c)
+	ic := newInterceptors(m, "")
+	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
+	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
+	h := func(ctx context.Context, r any) (any, error) {
+		return svc.GetSecret(ctx, r.(*secretproxyv1.GetSecretRequest))
+	}
+	ctx := context.Background()
+
+	if n := testing.AllocsPerRun(1000, func() { c.Get(ctx, "db-password") }); n != 0 {
+		t.Errorf("cache hit allocates %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { ic.chain(ctx, req, info, h) }); n != 1 {
+		t.Errorf("GetSecret hit through the interceptors allocates %v times, want 1 (the response)", n)
+	}
+	if hits := testutil.ToFloat64(m.ReadHitCounter); hits < 2000 {
+		t.Errorf("hits counted = %v, want every call", hits)
+	}
+}
+
+func TestRecoveryInterceptor(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry(), nil, "test")
+	m.InitMethod(getMethod, false)
+	ic := newInterceptors(m, "")
+	_, err := ic.chain(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: getMethod}, func(context.Context, any) (any, error) {
+		panic("test-panic-value-1")
+	})
+	st := status.Convert(err)
+	if st.Code() != codes.Internal || st.Message() == "test-panic-value-1" {
+		t.Errorf("after a panic: %s %q, want INTERNAL without the panic value", st.Code(), st.Message())
+	}
+}
+
+// serve starts the real gRPC server on 127.0.0.1 and returns a client.
+func serve(tb testing.TB, o ServerOptions) secretproxyv1.SecretServiceClient {
+	tb.Helper()
+	s := NewServer(o)
+	s.SetReady(true)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go s.Serve(l)
+	tb.Cleanup(s.Stop)
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cc.Close() })
+	return secretproxyv1.NewSecretServiceClient(cc)
+}
+
+func TestServerMetricsPreinitialised(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg, []string{"a"}, "test")
+	c := serve(t, ServerOptions{Cache: loadedCache(t, m, "a"), Metrics: m})
+	if _, err := c.GetSecret(t.Context(), &secretproxyv1.GetSecretRequest{Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSecret(t.Context(), &secretproxyv1.GetSecretRequest{Name: "b"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("undeclared: %v", err)
+	}
+	for code, want := range map[string]float64{"OK": 1, "PermissionDenied": 1, "NotFound": 0} {
+		got := testutil.ToFloat64(m.GRPCHandled.WithLabelValues("unary", "secretproxy.v1.SecretService", "GetSecret", code))
+		if got != want {
+			t.Errorf("grpc_server_handled_total{GetSecret,%s} = %v, want %v", code, got, want)
+		}
+	}
+	// Every method of both services has its series before any call.
+	if n := testutil.CollectAndCount(m.GRPCHandled); n < 7*17 {
+		t.Errorf("grpc_server_handled_total has %d series, want every method x code pre-initialised", n)
+	}
+}
+
+func BenchmarkCacheGetHit(b *testing.B) {
+	c := loadedCache(b, metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench"), "db-password")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Get(ctx, "db-password"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGetSecretHit(b *testing.B) {
+	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
+	m.InitMethod(getMethod, false)
+	svc := NewService(loadedCache(b, m, "db-password"))
+	ic := newInterceptors(m, "")
+	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
+	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
+	h := func(ctx context.Context, r any) (any, error) { return svc.GetSecret(ctx, r.(*secretproxyv1.GetSecretRequest)) }
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ic.chain(ctx, req, info, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGetSecretHitWithToken(b *testing.B) {
+	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
+	m.InitMethod(getMethod, false)
+	svc := NewService(loadedCache(b, m, "db-password"))
+	ic := newInterceptors(m, "test-token-1")
+	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
+	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
+	h := func(ctx context.Context, r any) (any, error) { return svc.GetSecret(ctx, r.(*secretproxyv1.GetSecretRequest)) }
+	ctx := metadataCtx("Bearer test-token-1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ic.chain(ctx, req, info, h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGetSecretHitLoopback is the whole call over a real loopback
+// connection, gRPC framing included.
+func BenchmarkGetSecretHitLoopback(b *testing.B) {
+	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
+	c := serve(b, ServerOptions{Cache: loadedCache(b, m, "db-password"), Metrics: m})
+	ctx := context.Background()
+	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.GetSecret(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func metadataCtx(auth string) context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", auth))
+}
