@@ -115,7 +115,7 @@ func startApp(t *testing.T, e *kvemulator.Emulator, cfg config.Config) *env {
 	return v
 }
 
-var errStopTimeout = errors.New("Run did not return within 15 s of the stop")
+var errStopTimeout = errors.New("the app did not return from Run within 15 s of the stop")
 
 func (v *env) stop() error {
 	v.cancel()

@@ -167,7 +167,9 @@ func BenchmarkGetSecretHit(b *testing.B) {
 	ic := newInterceptors(m, "")
 	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
 	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
-	h := func(ctx context.Context, r any) (any, error) { return svc.GetSecret(ctx, r.(*secretproxyv1.GetSecretRequest)) }
+	h := func(ctx context.Context, r any) (any, error) {
+		return svc.GetSecret(ctx, r.(*secretproxyv1.GetSecretRequest))
+	}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -184,7 +186,9 @@ func BenchmarkGetSecretHitWithToken(b *testing.B) {
 	ic := newInterceptors(m, "test-token-1")
 	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
 	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
-	h := func(ctx context.Context, r any) (any, error) { return svc.GetSecret(ctx, r.(*secretproxyv1.GetSecretRequest)) }
+	h := func(ctx context.Context, r any) (any, error) {
+		return svc.GetSecret(ctx, r.(*secretproxyv1.GetSecretRequest))
+	}
 	ctx := metadataCtx("Bearer test-token-1")
 	b.ReportAllocs()
 	for b.Loop() {
