@@ -27,10 +27,11 @@ type Migration struct {
 
 // List returns the migrations of dialect d in the order they apply.
 func List(d dialect.Dialect) ([]Migration, error) {
-	return list(migrations.FS, string(d))
+	return ListFS(migrations.FS, string(d))
 }
 
-func list(fsys fs.FS, dir string) ([]Migration, error) {
+// ListFS reads migrations from dir of fsys (List uses the embedded files).
+func ListFS(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations of %s: %w", dir, err)

@@ -1,0 +1,76 @@
+package migrate_test
+
+import (
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
+	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/migrate"
+)
+
+func TestEveryDialectHasTheSameVersions(t *testing.T) {
+	var want []string
+	for i, d := range dialect.All {
+		ms, err := migrate.List(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range ms {
+			got = append(got, m.Version)
+		}
+		if len(got) == 0 {
+			t.Fatalf("%s has no migrations", d)
+		}
+		if i == 0 {
+			want = got
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s versions differ from %s (-want +got):\n%s", d, dialect.All[0], diff)
+		}
+	}
+}
+
+func TestListRejectsBadNames(t *testing.T) {
+	for name, fsys := range map[string]fstest.MapFS{
+		"no version":        {"d/init.sql": {Data: []byte("x")}},
+		"letters":           {"d/v1_init.sql": {Data: []byte("x")}},
+		"duplicate version": {"d/0001_a.sql": {Data: []byte("x")}, "d/0001_b.sql": {Data: []byte("y")}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := migrate.ListFS(fsys, "d"); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+}
+
+// TestApplyIsIdempotent: dbtest already migrated the database; a second run
+// applies nothing and keeps the data.
+func TestApplyIsIdempotent(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		dbtest.Load(t, db)
+		done, err := migrate.Apply(t.Context(), db.DB, db.Dialect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(done) != 0 {
+			t.Errorf("second run applied %v", done)
+		}
+		applied, err := migrate.Applied(t.Context(), db.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !applied["0001"] {
+			t.Errorf("schema_migrations = %v, want 0001 recorded", applied)
+		}
+		var n int
+		if err := db.DB.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM orders").Scan(&n); err != nil || n != 8 {
+			t.Errorf("orders after re-running migrations: %d (%v), want 8", n, err)
+		}
+	})
+}
