@@ -170,7 +170,7 @@ listen:
 	if !serving {
 		t.Fatalf("not SERVING; output:\n%s", logs.String())
 	}
-	t.Logf("start to SERVING (process start, build excluded): %s", time.Since(start))
+	t.Logf("start to SERVING as the client saw it (its reconnect back-off included): %s", time.Since(start))
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -189,6 +189,11 @@ listen:
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("still running 10 s after SIGTERM; output:\n%s", logs.String())
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "startToReady") {
+			t.Logf("sidecar log (its own start to ready): %s", line)
+		}
 	}
 	if strings.Contains(logs.String(), "test-password-1") {
 		t.Error("the secret value appears in the process output")
