@@ -69,12 +69,17 @@ func ReadValues(path string) (map[string]any, error) {
 // values.schema.json check, and returns every object (NOTES.txt and empty files left out)
 // sorted by template and position.
 func Render(ch *chart.Chart, values map[string]any) ([]Manifest, error) {
+	return RenderIn(ch, values, Release)
+}
+
+// RenderIn is Render with other release options (the slow tier uses a namespace per case).
+func RenderIn(ch *chart.Chart, values map[string]any, release chartutil.ReleaseOptions) ([]Manifest, error) {
 	caps := chartutil.DefaultCapabilities.Copy()
 	caps.KubeVersion = KubeVersion
 	if err := chartutil.ProcessDependenciesWithMerge(ch, values); err != nil {
 		return nil, fmt.Errorf("process dependencies: %w", err)
 	}
-	rv, err := chartutil.ToRenderValues(ch, values, Release, caps)
+	rv, err := chartutil.ToRenderValues(ch, values, release, caps)
 	if err != nil {
 		return nil, fmt.Errorf("values: %w", err)
 	}

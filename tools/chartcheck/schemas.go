@@ -17,7 +17,7 @@ import (
 // The modules that hold the sources of the schemas.
 const (
 	kubernetesModule         = "k8s.io/kubernetes@v1.37.2"
-	prometheusOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+	PrometheusOperatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
 )
 
 // ModuleDir returns the module cache directory of module@version, downloading it through the
@@ -217,7 +217,7 @@ func GenerateAllSchemas(dir string) error {
 	if err := GenerateKubernetesSchemas(filepath.Join(k8s, "api", "openapi-spec", "swagger.json"), dir, ChartKinds); err != nil {
 		return err
 	}
-	po, err := ModuleDir(prometheusOperatorModule)
+	po, err := ModuleDir(PrometheusOperatorModule)
 	if err != nil {
 		return err
 	}
