@@ -29,8 +29,11 @@ func (o Options) Validate() error {
 	if o.Clients < 1 || o.Clients > 10_000_000 {
 		probs = append(probs, "clients must be between 1 and 10000000")
 	}
-	if o.OrdersPerClient < 0 || o.OrdersPerClient > 100_000 {
-		probs = append(probs, "orders per client must be between 0 and 100000")
+	if int64(o.Clients)*int64(o.OrdersPerClient) > 100_000_000 {
+		probs = append(probs, "at most 100000000 orders in all")
+	}
+	if o.OrdersPerClient < 0 || o.OrdersPerClient > 1_000_000 {
+		probs = append(probs, "orders per client must be between 0 and 1000000")
 	}
 	if len(probs) > 0 {
 		return fmt.Errorf("seed options: %s", strings.Join(probs, "; "))
@@ -71,9 +74,11 @@ var (
 	epoch = time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// genClient produces client id and its orders from a generator seeded by
-// (seed, id) alone, so the data does not depend on batching or on other clients.
-func genClient(seed uint64, id int64, ordersPerClient int) (client, []order) {
+// genClient produces client id, then calls fn with each of its orders, from a
+// generator seeded by (seed, id) alone: the data does not depend on batching
+// or on other clients, and a client with a million orders needs no more memory
+// than one with ten.
+func genClient(seed uint64, id int64, ordersPerClient int, fn func(*order) error) (client, error) {
 	rng := rand.New(rand.NewPCG(seed, uint64(id)))
 	c := client{
 		id:        id,
@@ -83,9 +88,11 @@ func genClient(seed uint64, id int64, ordersPerClient int) (client, []order) {
 		createdAt: epoch.AddDate(0, 0, -rng.IntN(1000)).Add(time.Duration(rng.IntN(86400)) * time.Second),
 	}
 	home := currencies[rng.IntN(len(currencies))]
-	os := make([]order, ordersPerClient)
-	for j := range os {
-		o := &os[j]
+	if fn == nil {
+		return c, nil
+	}
+	var o order
+	for j := range ordersPerClient {
 		o.OrderID = (id-1)*int64(ordersPerClient) + int64(j) + 1
 		o.ClientID = id
 		o.OrderDate = orders.Date{Time: epoch.AddDate(0, 0, rng.IntN(3*365))}
@@ -95,9 +102,9 @@ func genClient(seed uint64, id int64, ordersPerClient int) (client, []order) {
 			o.Currency = currencies[rng.IntN(len(currencies))]
 		}
 		n := 1 + rng.IntN(5)
-		o.lines = make([]orders.Line, n)
+		o.lines = o.lines[:0]
 		var total orders.Amount
-		for k := range o.lines {
+		for k := range n {
 			p := products[rng.IntN(len(products))]
 			l := orders.Line{
 				LineNo:      k + 1,
@@ -107,11 +114,14 @@ func genClient(seed uint64, id int64, ordersPerClient int) (client, []order) {
 				UnitPrice:   orders.Amount(100 + rng.IntN(50000)),
 			}
 			total += l.UnitPrice * orders.Amount(l.Quantity)
-			o.lines[k] = l
+			o.lines = append(o.lines, l)
 		}
 		o.TotalAmount = total
+		if err := fn(&o); err != nil {
+			return c, err
+		}
 	}
-	return c, os
+	return c, nil
 }
 
 func pickStatus(rng *rand.Rand) string {
@@ -158,42 +168,44 @@ func writeChunk(ctx context.Context, db *sql.DB, d dialect.Dialect, o Options, f
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-	cb := newBatcher(tx, d, "clients", "client_id, name, email, country, created_at", 5)
-	ob := newBatcher(tx, d, "orders", "order_id, client_id, order_date, status, currency, total_amount", 6)
-	lb := newBatcher(tx, d, "order_lines", "order_id, line_no, sku, description, quantity, unit_price", 6)
+	cb := newBatcher(tx, d, "clients", "client_id, name, email, country, created_at", 5, nil)
+	ob := newBatcher(tx, d, "orders", "order_id, client_id, order_date, status, currency, total_amount", 6, nil)
+	// Foreign keys are checked per statement: the orders a batch of lines
+	// refers to are written first.
+	lb := newBatcher(tx, d, "order_lines", "order_id, line_no, sku, description, quantity, unit_price", 6, ob.flush)
 	defer cb.close()
 	defer ob.close()
 	defer lb.close()
 
-	var all []order
 	for id := first; id <= last; id++ {
-		c, os := genClient(o.Seed, id, o.OrdersPerClient)
+		c, _ := genClient(o.Seed, id, 0, nil)
 		if err := cb.add(ctx, c.id, c.name, c.email, c.country, d.TimestampArg(c.createdAt)); err != nil {
 			return err
 		}
-		all = append(all, os...)
 	}
-	// Parents before children: foreign keys are checked per statement.
 	if err := cb.flush(ctx); err != nil {
 		return err
 	}
-	for i := range all {
-		x := &all[i]
-		if err := ob.add(ctx, x.OrderID, x.ClientID, d.DateArg(x.OrderDate.Time), x.Status, x.Currency, x.TotalAmount.String()); err != nil {
+	for id := first; id <= last; id++ {
+		_, err := genClient(o.Seed, id, o.OrdersPerClient, func(x *order) error {
+			if err := ob.add(ctx, x.OrderID, x.ClientID, d.DateArg(x.OrderDate.Time), x.Status, x.Currency, x.TotalAmount.String()); err != nil {
+				return err
+			}
+			st.Orders++
+			for _, l := range x.lines {
+				if err := lb.add(ctx, x.OrderID, l.LineNo, l.SKU, l.Description, l.Quantity, l.UnitPrice.String()); err != nil {
+					return err
+				}
+				st.Lines++
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
 	if err := ob.flush(ctx); err != nil {
 		return err
-	}
-	for i := range all {
-		x := &all[i]
-		for _, l := range x.lines {
-			if err := lb.add(ctx, x.OrderID, l.LineNo, l.SKU, l.Description, l.Quantity, l.UnitPrice.String()); err != nil {
-				return err
-			}
-			st.Lines++
-		}
 	}
 	if err := lb.flush(ctx); err != nil {
 		return err
@@ -202,7 +214,6 @@ func writeChunk(ctx context.Context, db *sql.DB, d dialect.Dialect, o Options, f
 		return fmt.Errorf("commit: %w", err)
 	}
 	st.Clients += last - first + 1
-	st.Orders += int64(len(all))
 	return nil
 }
 
@@ -217,12 +228,13 @@ type batcher struct {
 	perStmt int
 	full    *sql.Stmt
 	args    []any
+	before  func(context.Context) error // runs before each insert
 }
 
-func newBatcher(tx *sql.Tx, d dialect.Dialect, table, columns string, ncols int) *batcher {
+func newBatcher(tx *sql.Tx, d dialect.Dialect, table, columns string, ncols int, before func(context.Context) error) *batcher {
 	// SQL Server also caps a VALUES list at 1000 rows.
 	per := min(1000, d.MaxParams()/ncols)
-	return &batcher{tx: tx, d: d, table: table, columns: columns, ncols: ncols, perStmt: per, args: make([]any, 0, per*ncols)}
+	return &batcher{tx: tx, d: d, table: table, columns: columns, ncols: ncols, perStmt: per, args: make([]any, 0, per*ncols), before: before}
 }
 
 func (b *batcher) insert(rows int) string {
@@ -243,6 +255,11 @@ func (b *batcher) add(ctx context.Context, vals ...any) error {
 	if len(b.args) < b.perStmt*b.ncols {
 		return nil
 	}
+	if b.before != nil {
+		if err := b.before(ctx); err != nil {
+			return err
+		}
+	}
 	if b.full == nil {
 		st, err := b.tx.PrepareContext(ctx, b.insert(b.perStmt))
 		if err != nil {
@@ -260,6 +277,11 @@ func (b *batcher) add(ctx context.Context, vals ...any) error {
 func (b *batcher) flush(ctx context.Context) error {
 	if len(b.args) == 0 {
 		return nil
+	}
+	if b.before != nil {
+		if err := b.before(ctx); err != nil {
+			return err
+		}
 	}
 	if _, err := b.tx.ExecContext(ctx, b.insert(len(b.args)/b.ncols), b.args...); err != nil {
 		return fmt.Errorf("insert into %s: %w", b.table, err)

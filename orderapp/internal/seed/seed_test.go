@@ -101,7 +101,7 @@ func TestDeterministicAcrossDialects(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []seed.Options{{Clients: 0, OrdersPerClient: 1}, {Clients: 1, OrdersPerClient: -1}, {Clients: 1, OrdersPerClient: 100_001}} {
+	for _, o := range []seed.Options{{Clients: 0, OrdersPerClient: 1}, {Clients: 1, OrdersPerClient: -1}, {Clients: 1, OrdersPerClient: 1_000_001}, {Clients: 1000, OrdersPerClient: 1_000_000}} {
 		if err := o.Validate(); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
