@@ -53,7 +53,7 @@ type Options struct {
 	Logger  *slog.Logger
 	// Rand returns a number in [0, 1) for jitter.
 	Rand func() float64
-	// FetchTimeout bounds one vault read. Default 30 s.
+	// FetchTimeout bounds one vault read, token included. Default 20 s.
 	FetchTimeout time.Duration
 	// DefaultWait is how long a read without a deadline waits for a first load. Default 5 s.
 	DefaultWait time.Duration
@@ -134,7 +134,7 @@ func New(cfg config.Config, f Fetcher, o Options) *Cache {
 		o.Rand = rand.Float64
 	}
 	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = 30 * time.Second
+		o.FetchTimeout = 20 * time.Second
 	}
 	if o.DefaultWait <= 0 {
 		o.DefaultWait = 5 * time.Second

@@ -115,21 +115,32 @@ func NewWithCredential(v config.Vault, cred azcore.TokenCredential, o Options) (
 	return &Client{c: c}, nil
 }
 
+// clientOptions are the vault client's: the refresher owns retries and
+// back-off, so azcore keeps one quick retry (0 would mean its default of 3),
+// and a Retry-After longer than 2 s comes straight back so that the refresher
+// honours it for the whole vault instead of azcore sleeping inside one read.
+// Two tries of at most 2 s with 0.5 s between them keep a failed read under
+// 5 s, so a failed pass marks values stale within interval + 5 s.
 func clientOptions(o Options) azcore.ClientOptions {
 	return azcore.ClientOptions{
 		Transport: o.Transport,
-		// The refresher owns retries and back-off: azcore keeps one quick
-		// retry (0 would mean its default of 3), and a Retry-After longer
-		// than 2 s comes straight back so the refresher can honour it for the
-		// whole vault instead of azcore sleeping on it inside one read.
 		Retry: policy.RetryOptions{
 			MaxRetries:    1,
 			RetryDelay:    500 * time.Millisecond,
 			MaxRetryDelay: 2 * time.Second,
-			TryTimeout:    15 * time.Second,
+			TryTimeout:    2 * time.Second,
 		},
 		Telemetry: policy.TelemetryOptions{ApplicationID: "secret-proxy"},
 	}
+}
+
+// credentialOptions are the token endpoints': the same single retry, with a
+// longer try timeout because a node's IMDS can take seconds to answer the
+// first token request. Tokens are cached for about an hour, so this is rare.
+func credentialOptions(o Options) azcore.ClientOptions {
+	co := clientOptions(o)
+	co.Retry.TryTimeout = 10 * time.Second
+	return co
 }
 
 // Workload identity environment, injected by the AKS Workload Identity webhook.
@@ -155,7 +166,7 @@ func Mode(a config.Auth, getenv func(string) string) string {
 
 // NewCredential builds the one credential of the process.
 func NewCredential(a config.Auth, o Options) (azcore.TokenCredential, error) {
-	copts := clientOptions(o)
+	copts := credentialOptions(o)
 	switch Mode(a, o.Getenv) {
 	case config.AuthWorkloadIdentity:
 		getenv := o.Getenv
