@@ -206,17 +206,27 @@ Try:
 Ctrl-C stops everything.
 `, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP)
 
+	var exited *pod.Process
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(out, "\nstopping the demo")
-		return nil
 	case <-emu.Done():
-		return errors.New("kv-emulator exited unexpectedly")
+		exited = emu.Process
 	case <-sidecar.Done():
-		return errors.New("secret-proxy exited unexpectedly")
+		exited = sidecar
 	case <-app.Done():
-		return errors.New("orderapp exited unexpectedly")
+		exited = app
 	}
+	if exited != nil {
+		// Ctrl-C and `kill -- -PGID` signal every program of the group at
+		// once: a child may end a moment before our own signal handler runs.
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+			return fmt.Errorf("%s exited unexpectedly: %v", exited.Name, exited.ExitErr())
+		}
+	}
+	fmt.Fprintln(out, "\nstopping the demo")
+	return nil
 }
 
 // stopWhenOrphaned ends the demo when its parent (make) goes away: `make`
@@ -335,6 +345,9 @@ func rotate(ctx context.Context, args []string, out io.Writer) error {
 		case <-t.C:
 		}
 		n, err := rotations(ctx, st.AppURL)
+		if ctx.Err() != nil {
+			continue // reported by the deadline case above
+		}
 		if err == nil && n > before {
 			fmt.Fprintf(out, "orderapp swapped to the new credentials after %s, without a restart (orderapp_credential_rotations_total{result=\"success\"} %d -> %d)\n",
 				time.Since(start).Round(100*time.Millisecond), before, n)
