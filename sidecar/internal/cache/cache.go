@@ -57,6 +57,8 @@ type Options struct {
 	FetchTimeout time.Duration
 	// DefaultWait is how long a read without a deadline waits for a first load. Default 5 s.
 	DefaultWait time.Duration
+	// MaxConcurrentReads bounds the vault reads in flight at once. Default 8.
+	MaxConcurrentReads int
 }
 
 type kind uint8
@@ -115,6 +117,11 @@ type Cache struct {
 	draining chan struct{}
 	drainMu  sync.Once
 
+	// readSlots bounds concurrent vault reads: a pass over 100 secrets would
+	// otherwise open 100 TLS connections at once, costing memory here and
+	// throttling budget at the vault.
+	readSlots chan struct{}
+
 	mu           sync.Mutex
 	blockedUntil time.Time     // Retry-After for the whole vault
 	changed      chan struct{} // closed and replaced on every state change
@@ -139,6 +146,9 @@ func New(cfg config.Config, f Fetcher, o Options) *Cache {
 	if o.DefaultWait <= 0 {
 		o.DefaultWait = 5 * time.Second
 	}
+	if o.MaxConcurrentReads <= 0 {
+		o.MaxConcurrentReads = 8
+	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.New(discardRegisterer{}, nil, "")
 	}
@@ -152,6 +162,8 @@ func New(cfg config.Config, f Fetcher, o Options) *Cache {
 		changed:  make(chan struct{}),
 		watchers: map[*watcher]struct{}{},
 		wake:     make(chan struct{}, 1),
+
+		readSlots: make(chan struct{}, o.MaxConcurrentReads),
 	}
 	for _, s := range cfg.Secrets {
 		e := &entry{decl: s}
@@ -328,11 +340,20 @@ func (c *Cache) startLocked(e *entry, batch bool) *flight {
 }
 
 func (c *Cache) fetch(e *entry, fl *flight) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
-	start := time.Now()
-	s, err := c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
-	cancel()
-	took := time.Since(start)
+	var s keyvault.Secret
+	var err error
+	var took time.Duration
+	select {
+	case c.readSlots <- struct{}{}:
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
+		start := time.Now()
+		s, err = c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
+		cancel()
+		took = time.Since(start)
+		<-c.readSlots
+	case <-c.ctx.Done():
+		err = &keyvault.TransientError{Err: c.ctx.Err()}
+	}
 
 	c.mu.Lock()
 	found := c.applyLocked(e, s, err, took)

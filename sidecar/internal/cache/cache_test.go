@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
@@ -454,5 +457,42 @@ func TestListHasNoValues(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("List (-want +got):\n%s", diff)
+	}
+}
+
+func TestVaultReadsAreBounded(t *testing.T) {
+	values := map[string]string{}
+	var secrets []config.Secret
+	for i := range 20 {
+		n := fmt.Sprintf("s-%02d", i)
+		values[n] = "test-value-" + n
+		secrets = append(secrets, config.Secret{Name: n})
+	}
+	v := newFakeVault(values)
+	v.gate = make(chan struct{})
+	cfg := testConfig(secrets...)
+	clk := clock.NewFake(t0)
+	c := New(cfg, v, Options{Clock: clk, MaxConcurrentReads: 3})
+	t.Cleanup(c.cancel)
+	done := make(chan struct{})
+	go func() {
+		c.Pass(t.Context(), true)
+		close(done)
+	}()
+	waitFor(t, "three reads in flight", func() bool { return v.count() == 3 })
+	// Give the other 17 a chance to (wrongly) start.
+	for range 100 {
+		runtime.Gosched()
+	}
+	if n := v.count(); n != 3 {
+		t.Fatalf("vault reads in flight = %d, want at most 3", n)
+	}
+	close(v.gate)
+	<-done
+	if n := v.count(); n != 20 {
+		t.Errorf("vault reads after the pass = %d, want 20", n)
+	}
+	if ok, waiting := c.Ready(); !ok {
+		t.Errorf("not ready after the pass: %v", waiting)
 	}
 }
