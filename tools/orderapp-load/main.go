@@ -1,0 +1,275 @@
+// Command orderapp-load measures the order application end to end: it starts a
+// fake sidecar (orderapp/sidecartest) that serves SQLite credentials, runs the
+// real orderapp binary to migrate, seed, export and serve, and attacks
+// GET /api/v1/clients/{id}/orders?limit=100 with vegeta. It reports seed speed,
+// export memory, throughput and latency percentiles, and how many sidecar calls
+// the attack caused (none: credentials are read once per rotation, not per query).
+//
+//	go build -o bin/orderapp ./orderapp/cmd/orderapp
+//	GOWORK=off go run -modfile=tools/orderapp-load/go.mod ./tools/orderapp-load -bin bin/orderapp
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+)
+
+type options struct {
+	bin          string
+	clients      int
+	orders       int
+	duration     time.Duration
+	rate         int
+	workers      uint64
+	limit        int
+	exportOrders int
+	dir          string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/orderapp", "the orderapp binary")
+	flag.IntVar(&o.clients, "clients", 10000, "clients to seed")
+	flag.IntVar(&o.orders, "orders-per-client", 100, "orders per client")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "attack duration (keep it at most 60s on a shared machine)")
+	flag.IntVar(&o.rate, "rate", 0, "requests per second; 0: as fast as the workers go")
+	flag.Uint64Var(&o.workers, "workers", 16, "concurrent vegeta workers")
+	flag.IntVar(&o.limit, "limit", 100, "limit parameter of the request")
+	flag.IntVar(&o.exportOrders, "export-orders", 0, "also measure an export of one client with this many orders (0: skip)")
+	flag.StringVar(&o.dir, "dir", "", "work directory (default: a new temporary one, removed at the end)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "orderapp-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	if o.duration <= 0 || o.duration > 60*time.Second {
+		return errors.New("-duration must be between 0 and 60s")
+	}
+	dir := o.dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "orderapp-load-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	if o.exportOrders > 0 {
+		if err := measureExport(bin, dir, o.exportOrders); err != nil {
+			return err
+		}
+	}
+
+	sc := sidecartest.New(map[string]string{"db-name": filepath.Join(dir, "orders.db")})
+	if err := sc.Listen(filepath.Join(dir, "grpc.sock")); err != nil {
+		return err
+	}
+	defer sc.Stop()
+	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite"}
+	if _, _, err := orderapp(bin, append([]string{"migrate"}, common...)...); err != nil {
+		return err
+	}
+	start := time.Now()
+	logs, _, err := orderapp(bin, append([]string{"seed", "--clients", strconv.Itoa(o.clients), "--orders-per-client", strconv.Itoa(o.orders)}, common...)...)
+	if err != nil {
+		return err
+	}
+	seedTime := time.Since(start)
+	st := seeded(logs)
+	fmt.Printf("seed: %d clients, %d orders, %d order lines in %s (%.0f lines/s, whole process)\n",
+		st.Clients, st.Orders, st.Lines, seedTime.Round(time.Millisecond), float64(st.Lines)/seedTime.Seconds())
+
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	serve := exec.Command(bin, append([]string{"serve", "--listen", addr, "--log-level", "warn"}, common...)...)
+	serve.Stderr = os.Stderr
+	if err := serve.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		_ = serve.Process.Signal(syscall.SIGTERM)
+		_ = serve.Wait()
+	}()
+	base := "http://" + addr
+	if err := waitReady(base); err != nil {
+		return err
+	}
+
+	before := calls(sc)
+	rng := rand.New(rand.NewPCG(1, 2))
+	targeter := func(t *vegeta.Target) error {
+		t.Method = http.MethodGet
+		t.URL = fmt.Sprintf("%s/api/v1/clients/%d/orders?limit=%d", base, 1+rng.IntN(o.clients), o.limit)
+		return nil
+	}
+	attacker := vegeta.NewAttacker(vegeta.Workers(o.workers), vegeta.MaxWorkers(o.workers), vegeta.KeepAlive(true), vegeta.Timeout(10*time.Second))
+	var m vegeta.Metrics
+	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: o.rate, Per: time.Second}, o.duration, "orders") {
+		m.Add(res)
+	}
+	m.Close()
+	after := calls(sc)
+
+	fmt.Printf("attack: GET /api/v1/clients/{random 1..%d}/orders?limit=%d, %d workers, rate %s, %s\n",
+		o.clients, o.limit, o.workers, rateText(o.rate), o.duration)
+	fmt.Printf("requests %d, throughput %.1f/s, success %.2f%%, status codes %v\n", m.Requests, m.Throughput, m.Success*100, m.StatusCodes)
+	fmt.Printf("latency mean %s, p50 %s, p90 %s, p95 %s, p99 %s, max %s\n",
+		m.Latencies.Mean.Round(time.Microsecond), m.Latencies.P50.Round(time.Microsecond), m.Latencies.P90.Round(time.Microsecond),
+		m.Latencies.P95.Round(time.Microsecond), m.Latencies.P99.Round(time.Microsecond), m.Latencies.Max.Round(time.Microsecond))
+	fmt.Printf("bytes in mean %.0f per response\n", m.BytesIn.Mean)
+	fmt.Printf("sidecar calls during the attack: GetSecret %d, RefreshSecret %d, WatchSecrets (new streams) %d; open watch streams %d\n",
+		after["GetSecret"]-before["GetSecret"], after["RefreshSecret"]-before["RefreshSecret"], after["WatchSecrets"]-before["WatchSecrets"], sc.Watchers())
+	if len(m.Errors) > 0 {
+		fmt.Printf("errors: %v\n", m.Errors)
+	}
+	return nil
+}
+
+func rateText(r int) string {
+	if r == 0 {
+		return "unlimited"
+	}
+	return strconv.Itoa(r) + "/s"
+}
+
+func calls(sc *sidecartest.Server) map[string]int {
+	out := map[string]int{}
+	for _, m := range []string{"GetSecret", "RefreshSecret", "WatchSecrets"} {
+		out[m] = sc.Calls(m)
+	}
+	return out
+}
+
+// orderapp runs a one-shot command and returns its stderr (the log) and stdout.
+func orderapp(bin string, args ...string) (string, *os.ProcessState, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = &stderr
+	cmd.Stdout = io.Discard
+	err := cmd.Run()
+	if err != nil {
+		return stderr.String(), cmd.ProcessState, fmt.Errorf("orderapp %s: %w\n%s", args[0], err, stderr.String())
+	}
+	return stderr.String(), cmd.ProcessState, nil
+}
+
+type seedStats struct{ Clients, Orders, Lines int64 }
+
+func seeded(logs string) seedStats {
+	var st seedStats
+	sc := bufio.NewScanner(bytes.NewBufferString(logs))
+	for sc.Scan() {
+		var line struct {
+			Msg                    string
+			Clients, Orders, Lines int64
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "seeded" {
+			st = seedStats{line.Clients, line.Orders, line.Lines}
+		}
+	}
+	return st
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitReady(base string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("orderapp did not become ready within 30 s")
+}
+
+// measureExport seeds one client with n orders in its own database and
+// compares the peak memory of exporting all of them with exporting a few.
+func measureExport(bin, dir string, n int) error {
+	sc := sidecartest.New(map[string]string{"db-name": filepath.Join(dir, "export.db")})
+	if err := sc.Listen(filepath.Join(dir, "export.sock")); err != nil {
+		return err
+	}
+	defer sc.Stop()
+	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite"}
+	if _, _, err := orderapp(bin, append([]string{"migrate"}, common...)...); err != nil {
+		return err
+	}
+	start := time.Now()
+	logs, _, err := orderapp(bin, append([]string{"seed", "--clients", "1", "--orders-per-client", strconv.Itoa(n)}, common...)...)
+	if err != nil {
+		return err
+	}
+	st := seeded(logs)
+	fmt.Printf("export seed: 1 client, %d orders, %d lines in %s\n", st.Orders, st.Lines, time.Since(start).Round(time.Millisecond))
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"one day", []string{"--from", "2024-06-01", "--to", "2024-06-01"}},
+		{"all", nil},
+	} {
+		for _, format := range []string{"csv", "json"} {
+			args := append([]string{"export", "--client", "1", "--format", format}, append(c.args, common...)...)
+			start := time.Now()
+			logs, ps, err := orderapp(bin, args...)
+			if err != nil {
+				return err
+			}
+			var exported int64
+			sc := bufio.NewScanner(bytes.NewBufferString(logs))
+			for sc.Scan() {
+				var line struct {
+					Msg    string
+					Orders int64
+				}
+				if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "exported" {
+					exported = line.Orders
+				}
+			}
+			rss := ps.SysUsage().(*syscall.Rusage).Maxrss
+			fmt.Printf("export %s (%s): %d orders in %s, peak RSS %d MiB\n", format, c.name, exported, time.Since(start).Round(time.Millisecond), rss/1024)
+		}
+	}
+	return nil
+}
