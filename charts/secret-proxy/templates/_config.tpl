@@ -1,7 +1,8 @@
 {{/*
 secret-proxy.config renders the sidecar's configuration file (DESIGN.md section 4). Every key
 is written out, so `secret-proxy --check` sees exactly what runs. TCP is off: the application
-reaches the sidecar only through the unix socket in the shared emptyDir.
+reaches the sidecar only through the unix socket in the shared emptyDir (debugLoopbackPort
+can open 127.0.0.1 inside the pod for grpcurl through kubectl port-forward).
 */}}
 {{- define "secret-proxy.config" -}}
 {{- include "secret-proxy.validate" . -}}
@@ -30,7 +31,8 @@ refresh:
   maxStale: {{ dig "refresh" "maxStale" "0s" $v | quote }}
   refuseExpired: {{ dig "refresh" "refuseExpired" false $v }}
 listen:
-  grpc: ""
+  {{- /* TCP stays off unless debugLoopbackPort opens pod-local loopback for grpcurl through kubectl port-forward. */}}
+  grpc: {{ with dig "debugLoopbackPort" 0 $v }}{{ printf "127.0.0.1:%v" . | quote }}{{ else }}""{{ end }}
   reflection: {{ dig "reflection" false $v }}
   allowNonLoopback: false
   unix: {{ include "secret-proxy.socketPath" . | quote }}
