@@ -2,8 +2,10 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -215,4 +217,36 @@ func BenchmarkGetSecretHitLoopback(b *testing.B) {
 
 func metadataCtx(auth string) context.Context {
 	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", auth))
+}
+
+// TestConcurrentHitsShareOneMessage runs concurrent calls that marshal the
+// same cached message; under -race it checks that sharing it is safe.
+func TestConcurrentHitsShareOneMessage(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry(), []string{"a", "b"}, "test")
+	c := serve(t, ServerOptions{Cache: loadedCache(t, m, "a", "b"), Metrics: m})
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			for range 50 {
+				r, err := c.GetSecret(t.Context(), &secretproxyv1.GetSecretRequest{Name: "a"})
+				if err != nil || r.GetSecret().GetValue() != "test-value-of-a" {
+					errs <- fmt.Errorf("GetSecret: %v", err)
+					return
+				}
+				if _, err := c.ListSecrets(t.Context(), &secretproxyv1.ListSecretsRequest{}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if hits := testutil.ToFloat64(m.ReadHitCounter); hits != 16*50 {
+		t.Errorf("hits = %v, want %d", hits, 16*50)
+	}
 }

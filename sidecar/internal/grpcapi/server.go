@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
@@ -59,6 +60,10 @@ func NewServer(o ServerOptions) *Server {
 	s := grpc.NewServer(
 		grpc.Creds(PeerCredentials()),
 		grpc.MaxRecvMsgSize(256<<10),
+		// Clients are local and hold watch streams for hours: let them
+		// keep connections alive with pings (the default would GOAWAY a
+		// client that pings more often than every 5 minutes).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(ic.recoverUnary, ic.metricsUnary, ic.logUnary, ic.authUnary),
 		grpc.ChainStreamInterceptor(ic.recoverStream, ic.metricsStream, ic.logStream, ic.authStream),
 	)
