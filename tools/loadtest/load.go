@@ -131,6 +131,8 @@ func measure(ctx context.Context, addr string, pid, concurrency int, d time.Dura
 		runner.WithConnections(1),
 		runner.WithConcurrency(uint(concurrency)),
 		runner.WithRunDuration(d),
+		// Let calls in flight at the deadline finish, so they are not counted as errors.
+		runner.WithDurationStopAction("wait"),
 		runner.WithTotalRequests(0),
 		runner.WithBinaryData(req),
 		runner.WithTimeout(5*time.Second),
