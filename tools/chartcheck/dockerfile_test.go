@@ -64,6 +64,7 @@ func repoFile(t *testing.T, name string) []byte {
 
 var (
 	numericUser  = regexp.MustCompile(`^[0-9]+(:[0-9]+)?$`)
+	localReplace = regexp.MustCompile(`=>\s*\.\./([A-Za-z0-9_.-]+)`)
 	pinnedByHash = regexp.MustCompile(`^gcr\.io/distroless/static[-a-z0-9]*:nonroot@sha256:[0-9a-f]{64}$`)
 )
 
@@ -84,6 +85,25 @@ func TestDockerfiles(t *testing.T) {
 
 			for _, p := range imageProblems(t, name, dt) {
 				t.Error(p)
+			}
+			// The module builds alone (GOWORK=off), so every sibling it replaces must be copied.
+			module := map[string]string{"Dockerfile.sidecar": "sidecar", "Dockerfile.app": "orderapp"}[name]
+			charts, err := ChartsDir()
+			if err != nil {
+				t.Fatal(err)
+			}
+			gomod, err := os.ReadFile(filepath.Join(filepath.Dir(charts), module, "go.mod"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dirs := []string{module}
+			for _, m := range localReplace.FindAllStringSubmatch(string(gomod), -1) {
+				dirs = append(dirs, m[1])
+			}
+			for _, d := range dirs {
+				if !strings.Contains(string(dt), "COPY "+d+"/ /src/"+d+"/") {
+					t.Errorf("%s does not copy %s/, which %s/go.mod needs (replace => ../%s)", name, d, module, d)
+				}
 			}
 		})
 	}
