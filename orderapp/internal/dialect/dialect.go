@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/golang-sql/civil"
 )
 
 // Dialect is a database flavour, as given to --db-driver.
@@ -81,21 +83,32 @@ func (d Dialect) LimitClause() string {
 }
 
 // DateArg is how a calendar date is passed as a query parameter. SQLite stores
-// dates as 'YYYY-MM-DD' text and compares them as text; the others have a DATE
-// type and take a time.Time.
+// dates as 'YYYY-MM-DD' text and compares them as text. go-mssqldb sends a
+// time.Time as DATETIMEOFFSET, which would make SQL Server convert the DATE
+// column of every row (and skip the index), so it gets a civil.Date, sent as
+// DATE. PostgreSQL takes a time.Time.
 func (d Dialect) DateArg(t time.Time) any {
-	if d == SQLite {
+	switch d {
+	case SQLite:
 		return t.Format(time.DateOnly)
+	case SQLServer:
+		return civil.DateOf(t)
+	default:
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	}
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// TimestampArg is how a point in time is passed as a query parameter.
+// TimestampArg is how a point in time (UTC) is passed as a query parameter:
+// DATETIME2 for SQL Server, text for SQLite.
 func (d Dialect) TimestampArg(t time.Time) any {
-	if d == SQLite {
+	switch d {
+	case SQLite:
 		return t.UTC().Format("2006-01-02 15:04:05")
+	case SQLServer:
+		return civil.DateTimeOf(t.UTC())
+	default:
+		return t.UTC()
 	}
-	return t.UTC()
 }
 
 // MaxParams is the number of bind parameters one statement may carry, with a

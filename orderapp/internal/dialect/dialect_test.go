@@ -2,7 +2,9 @@ package dialect
 
 import (
 	"testing"
+	"time"
 
+	"github.com/golang-sql/civil"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -35,6 +37,23 @@ func TestParse(t *testing.T) {
 	for _, bad := range []string{"", "mysql", "SQLite", "pgx"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestDateArg(t *testing.T) {
+	at := time.Date(2026, 1, 2, 23, 30, 0, 0, time.UTC)
+	tests := []struct {
+		d    Dialect
+		want any
+	}{
+		{SQLite, "2026-01-02"},
+		{SQLServer, civil.Date{Year: 2026, Month: 1, Day: 2}},
+		{Postgres, time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, tt.d.DateArg(at)); diff != "" {
+			t.Errorf("%s DateArg (-want +got):\n%s", tt.d, diff)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package migrate_test
 
 import (
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -73,4 +74,34 @@ func TestApplyIsIdempotent(t *testing.T) {
 			t.Errorf("orders after re-running migrations: %d (%v), want 8", n, err)
 		}
 	})
+}
+
+// TestSQLServerMigrationIsTSQL: Azure SQL cannot run here, so the T-SQL file
+// is checked for the mistakes that would only show in production: constructs
+// from other dialects, and a CREATE that is not guarded by an existence check
+// (migrate must be safe against the existing production database).
+func TestSQLServerMigrationIsTSQL(t *testing.T) {
+	ms, err := migrate.List(dialect.SQLServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		var code []string // without comments, which may name what they avoid
+		for _, l := range strings.Split(m.SQL, "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+				code = append(code, l)
+			}
+		}
+		sql := strings.ToUpper(strings.Join(code, "\n"))
+		for _, bad := range []string{"CREATE TABLE IF NOT EXISTS", "CREATE INDEX IF NOT EXISTS", " TIMESTAMP ", " LIMIT ", "SERIAL", "AUTOINCREMENT", "DROP ", "DELETE ", "TRUNCATE ", "ALTER TABLE"} {
+			if strings.Contains(sql, bad) {
+				t.Errorf("%s contains %q", m.Name, strings.TrimSpace(bad))
+			}
+		}
+		creates := strings.Count(sql, "CREATE TABLE") + strings.Count(sql, "CREATE INDEX")
+		guards := strings.Count(sql, "IS NULL\nBEGIN") + strings.Count(sql, "IF NOT EXISTS (SELECT")
+		if creates != guards {
+			t.Errorf("%s: %d CREATE statements but %d existence guards", m.Name, creates, guards)
+		}
+	}
 }
