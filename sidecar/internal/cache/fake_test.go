@@ -144,6 +144,9 @@ func (h *harness) run(t *testing.T) {
 		cancel()
 		<-done
 	})
+	// The prefetch is done when the refresher sleeps on its first timer;
+	// moving the clock before that would leave its timer in the future.
+	waitFor(t, "the refresher to sleep after the prefetch", func() bool { return h.clk.Pending() > 0 })
 }
 
 // advance moves the fake clock and, if that fires the refresher's timer, waits
