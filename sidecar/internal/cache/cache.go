@@ -238,7 +238,9 @@ func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
 	return v.secret, nil
 }
 
-// wait is the slow path: it joins or starts a vault read and waits for an answer.
+// wait is the slow path. With refresh, it first joins or starts a vault read
+// (unless minInterval or Retry-After forbid one) and waits for its answer;
+// then, like Get, it answers from the cache, waiting for a first load if needed.
 func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv1.Secret, error) {
 	d := c.opts.DefaultWait
 	if dl, ok := ctx.Deadline(); ok {
@@ -250,29 +252,38 @@ func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv
 	timer := c.clk.NewTimer(d)
 	defer timer.Stop()
 
-	var joined *flight
-	first := true
-	for {
+	if refresh {
 		c.mu.Lock()
-		v := e.view.Load()
-		if !refresh || joined != nil {
-			if s, err := c.serve(v); err != errNotLoaded {
-				c.mu.Unlock()
-				return s, err
-			}
-		}
 		fl := e.flight
-		coalesced := fl != nil
 		if fl == nil {
 			fl = c.startLocked(e, false)
 		}
-		if refresh && fl == nil {
-			// Within minInterval or throttled: the cache answers.
-			refresh = false
-			if s, err := c.serve(v); err != errNotLoaded {
-				c.mu.Unlock()
-				return s, err
+		c.mu.Unlock()
+		if fl != nil {
+			select {
+			case <-fl.done:
+			case <-timer.C():
+				return c.serveOrUnavailable(e)
+			case <-ctx.Done():
+				return nil, ErrUnavailable
+			case <-c.draining:
+				return nil, ErrShuttingDown
 			}
+		}
+	}
+
+	first := true
+	for {
+		// Checked under the lock that also guards every view change and
+		// broadcast, so no change slips between the check and the wait.
+		c.mu.Lock()
+		if s, err := c.serve(e.view.Load()); err != errNotLoaded {
+			c.mu.Unlock()
+			return s, err
+		}
+		coalesced := e.flight != nil
+		if !coalesced {
+			c.startLocked(e, false)
 		}
 		if first && !refresh {
 			if coalesced {
@@ -285,22 +296,9 @@ func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv
 		ch := c.changed
 		c.mu.Unlock()
 
-		var done <-chan struct{}
-		if fl != nil {
-			done = fl.done
-		}
 		select {
-		case <-done:
-			joined = fl
-		case <-ch:
-			if fl != nil && refresh {
-				// Keep waiting for our own read to answer.
-				continue
-			}
+		case <-ch: // a vault answer (every one broadcasts)
 		case <-timer.C():
-			if refresh && joined == nil {
-				return c.serveOrUnavailable(e)
-			}
 			return nil, ErrUnavailable
 		case <-ctx.Done():
 			return nil, ErrUnavailable

@@ -496,3 +496,35 @@ func TestVaultReadsAreBounded(t *testing.T) {
 		t.Errorf("not ready after the pass: %v", waiting)
 	}
 }
+
+func TestRefreshSecretJoinsReadInFlight(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-1"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+	h.c.Pass(t.Context(), true)
+	v.set("a", "test-value-2", "v2")
+	v.mu.Lock()
+	v.gate = make(chan struct{})
+	v.mu.Unlock()
+	h.clk.Advance(time.Minute)
+
+	passDone := make(chan struct{})
+	go func() {
+		h.c.Pass(t.Context(), true)
+		close(passDone)
+	}()
+	waitFor(t, "the pass's read", func() bool { return v.count() == 2 })
+	got := make(chan *secretproxyv1.Secret, 1)
+	go func() {
+		s, _ := h.c.Refresh(t.Context(), "a")
+		got <- s
+	}()
+	close(v.gate)
+	<-passDone
+	s := <-got
+	if s.GetVersion() != "v2" {
+		t.Errorf("RefreshSecret = version %q, want v2 from the read in flight", s.GetVersion())
+	}
+	if n := v.count(); n != 2 {
+		t.Errorf("vault reads = %d, want 2 (the RefreshSecret joined the pass's read)", n)
+	}
+}
