@@ -40,6 +40,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// ReadyTimeout bounds the /readyz database ping (default 2 s).
 	ReadyTimeout time.Duration
+	// RequestTimeout bounds the database work of one API request (default
+	// 30 s), so a hung database answers 503 instead of holding connections.
+	RequestTimeout time.Duration
 }
 
 type api struct {
@@ -58,6 +61,9 @@ func New(cfg Config) (http.Handler, error) {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 2 * time.Second
 	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	m, err := newMetrics(cfg.Registerer, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -67,9 +73,16 @@ func New(cfg Config) (http.Handler, error) {
 	route := func(pattern, handler string, h http.HandlerFunc) {
 		mux.Handle(pattern, m.instrument(handler, onlyGet(h)))
 	}
-	route("/api/v1/clients/{clientID}/orders", "client_orders", a.listOrders)
-	route("/api/v1/clients/{clientID}/summary", "client_summary", a.summary)
-	route("/api/v1/orders/{orderID}", "order", a.getOrder)
+	api := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), cfg.RequestTimeout)
+			defer cancel()
+			h(w, r.WithContext(ctx))
+		}
+	}
+	route("/api/v1/clients/{clientID}/orders", "client_orders", api(a.listOrders))
+	route("/api/v1/clients/{clientID}/summary", "client_summary", api(a.summary))
+	route("/api/v1/orders/{orderID}", "order", api(a.getOrder))
 	route("/livez", "livez", a.livez)
 	route("/readyz", "readyz", a.readyz)
 	mux.Handle("/metrics", m.instrument("metrics", onlyGet(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)))

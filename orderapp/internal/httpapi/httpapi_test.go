@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -368,5 +369,26 @@ func TestProbesAndMetrics(t *testing.T) {
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("metric lint: %v %v", problems, err)
+	}
+}
+
+// slowStore waits for the request's context to end, like a hung database.
+type slowStore struct{ failingStore }
+
+func (slowStore) GetOrder(ctx context.Context, _ int64) (orders.OrderWithLines, error) {
+	<-ctx.Done()
+	return orders.OrderWithLines{}, ctx.Err()
+}
+
+func TestRequestTimeout(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h, err := httpapi.New(httpapi.Config{Store: slowStore{}, Ready: func(context.Context) error { return nil },
+		Registerer: reg, Gatherer: reg, RequestTimeout: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := server{h: h, reg: reg}.get(t, "/api/v1/orders/1")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"unavailable"`) {
+		t.Errorf("hung store: %d %s, want 503 unavailable", code, body)
 	}
 }
