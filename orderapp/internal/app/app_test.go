@@ -331,3 +331,34 @@ func TestLoginFailureRefreshesThroughSidecar(t *testing.T) {
 	}
 	assertNoSecrets(t, h, h.logs.String(), "the log")
 }
+
+// TestRotateUserAndPassword: a new login (user and password) arrives in one
+// watch message, as the sidecar sends changes found together; the application
+// switches to it without a failed request, and the old pool is closed.
+func TestRotateUserAndPassword(t *testing.T) {
+	h := start(t, pw1)
+	h.waitReady(t)
+	old := h.app.Manager().DB()
+	const userB, pwB = "orders_app_b", "test-password-b"
+	h.pg.CreateRole(t, userB, pwB)
+	h.pg.Exec(t, fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", database, userB))
+	grant := dbtest.PostgresConn(t, h.pg, appUser, pw1, database)
+	if _, err := grant.ExecContext(t.Context(), "GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+userB); err != nil {
+		t.Fatal(err)
+	}
+	l := startLoad(h, 4)
+	eventually(t, "some requests", func() bool { return l.ok.Load() >= 40 })
+	h.sc.Publish(map[string]string{"db-user": userB, "db-password": pwB})
+	eventually(t, "the new pool", func() bool { return h.app.Manager().DB() != old })
+	before := l.ok.Load()
+	eventually(t, "requests on the new pool", func() bool { return l.ok.Load() >= before+80 })
+	l.finish(t)
+	eventually(t, "the old pool closed", func() bool { return isClosed(old) })
+	var user string
+	if err := h.app.Manager().DB().QueryRowContext(t.Context(), "SELECT current_user").Scan(&user); err != nil || user != userB {
+		t.Errorf("current_user = %q (%v), want %q", user, err, userB)
+	}
+	if got := rotations(t, h.app.Registry(), "failure"); got != 0 {
+		t.Errorf("rotation failures = %v, want 0", got)
+	}
+}

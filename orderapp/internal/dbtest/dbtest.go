@@ -51,6 +51,17 @@ func PostgresOn(t testing.TB, s *pgtest.Server, user, password, name string) DB 
 	return open(t, "postgres", dialect.Postgres, s.DSN(user, password, name))
 }
 
+// PostgresConn opens a pool on s as user (closed when t ends), without migrating.
+func PostgresConn(t testing.TB, s *pgtest.Server, user, password, name string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", s.DSN(user, password, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // SQLServer returns the database named by ORDERAPP_TEST_SQLSERVER, migrated; the
 // test is skipped loudly without it (Azure SQL cannot run here).
 func SQLServer(t testing.TB) DB {
