@@ -6,7 +6,7 @@
 // the attack caused (none: credentials are read once per rotation, not per query).
 //
 //	go build -o bin/orderapp ./orderapp/cmd/orderapp
-//	GOWORK=off go run -modfile=tools/orderapp-load/go.mod ./tools/orderapp-load -bin bin/orderapp
+//	cd tools/orderapp-load && GOWORK=off go run . -bin ../../bin/orderapp
 package main
 
 import (
