@@ -121,25 +121,22 @@ func (s *Service) WatchSecrets(req *secretproxyv1.WatchSecretsRequest, stream gr
 			return err
 		}
 	}
+	var sendErr error
 	err := s.c.Watch(stream.Context(), req.GetNames(), func(secs []*secretproxyv1.Secret) error {
-		return stream.Send(&secretproxyv1.WatchSecretsResponse{Secrets: secs})
+		sendErr = stream.Send(&secretproxyv1.WatchSecretsResponse{Secrets: secs})
+		return sendErr
 	})
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	if _, ok := status.FromError(err); ok && !isCacheErr(err) {
-		return err // a send error is already a status
+	case sendErr != nil:
+		return sendErr // the client went away; grpc already has the status
 	}
 	var ne *cache.NameError
 	if errors.As(err, &ne) {
 		return toStatus(ne.Name, ne.Err)
 	}
 	return toStatus("", err)
-}
-
-func isCacheErr(err error) bool {
-	var ne *cache.NameError
-	return errors.As(err, &ne) || errors.Is(err, cache.ErrShuttingDown)
 }
 
 // RefreshSecret reads a secret from the vault now (within minInterval: the cache).

@@ -245,11 +245,8 @@ func (c *Client) Get(ctx context.Context, name, version string) (Secret, error) 
 func Classify(err error) error {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return &TransientError{Err: err}
-		}
-		// Token failures and network errors: keep the cause's type for errors.As,
-		// but its text may be long; it never holds a secret value.
+		// No response: network errors, timeouts and token failures. The
+		// cause is kept for errors.As; it never holds a secret value.
 		return &TransientError{Err: err}
 	}
 	te := &TransientError{Status: re.StatusCode, Code: re.ErrorCode, Err: errors.New(re.ErrorCode)}
