@@ -95,7 +95,7 @@ func New(cfg Config) (*App, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w := secrets.NewWatcher(c, cfg.Names, cfg.Driver, cfg.Logger)
+	w := secrets.NewWatcher(c, cfg.Names, cfg.Logger)
 	m, err := dbconn.NewManager(cfg.Driver, dbconn.Options{Logger: cfg.Logger, Registerer: reg, Refresh: w.Refresh})
 	if err != nil {
 		c.Close()

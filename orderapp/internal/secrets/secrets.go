@@ -15,8 +15,6 @@ import (
 
 	"github.com/secretproxy/secretproxy/proto/client"
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
-
-	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 )
 
 // Names are the sidecar secret names of the four credentials.
@@ -29,12 +27,11 @@ func DefaultNames() Names {
 	return Names{Server: "db-server", User: "db-user", Password: "db-password", Database: "db-name"}
 }
 
-// For lists the names dialect d needs: SQLite has no server and no login, so
-// only the database (its file path) is read.
-func (n Names) For(d dialect.Dialect) []string {
-	if d == dialect.SQLite {
-		return []string{n.Database}
-	}
+// All lists the four names. Every driver watches all four, sqlite included
+// (which has no login and uses only the database file path): a new version of
+// any of them opens a new pool, so the application behaves the same whatever
+// the driver, and the demo shows a rotation exactly as production does it.
+func (n Names) All() []string {
 	return []string{n.Server, n.User, n.Password, n.Database}
 }
 
@@ -104,9 +101,9 @@ type Watcher struct {
 	cur map[string]*secretproxyv1.Secret
 }
 
-// NewWatcher watches the secrets dialect d needs.
-func NewWatcher(src Source, names Names, d dialect.Dialect, logger *slog.Logger) *Watcher {
-	return &Watcher{src: src, names: names, need: names.For(d), logger: logger, cur: map[string]*secretproxyv1.Secret{}}
+// NewWatcher watches the four credential secrets.
+func NewWatcher(src Source, names Names, logger *slog.Logger) *Watcher {
+	return &Watcher{src: src, names: names, need: names.All(), logger: logger, cur: map[string]*secretproxyv1.Secret{}}
 }
 
 // merge records the secrets of one message (a snapshot replaces everything)

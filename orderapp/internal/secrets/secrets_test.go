@@ -15,7 +15,6 @@ import (
 
 	"github.com/secretproxy/secretproxy/proto/client"
 
-	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
 )
@@ -36,7 +35,7 @@ var ignoreVersion = cmpopts.IgnoreFields(secrets.Credentials{}, "Version")
 
 func TestFirstAndRefresh(t *testing.T) {
 	sc := sidecartest.Start(t, initial)
-	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), dialect.SQLServer, slog.New(slog.DiscardHandler))
+	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), slog.New(slog.DiscardHandler))
 	got, err := w.First(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +64,7 @@ func TestFirstAndRefresh(t *testing.T) {
 func TestRunAppliesEveryChange(t *testing.T) {
 	sc := sidecartest.Start(t, initial)
 	var logs bytes.Buffer
-	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), dialect.Postgres, slog.New(slog.NewJSONHandler(&logs, nil)))
+	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), slog.New(slog.NewJSONHandler(&logs, nil)))
 	var mu sync.Mutex
 	var applied []secrets.Credentials
 	ctx, cancel := context.WithCancel(t.Context())
@@ -123,18 +122,13 @@ func TestRunAppliesEveryChange(t *testing.T) {
 
 func TestMissingSecret(t *testing.T) {
 	sc := sidecartest.Start(t, map[string]string{"db-name": "x.db"})
-	// SQLite needs only db-name.
-	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), dialect.SQLite, slog.New(slog.DiscardHandler))
-	got, err := w.First(t.Context())
-	if err != nil || got.Database != "x.db" {
-		t.Fatalf("sqlite First: %+v, %v", got, err)
-	}
-	// The others need all four; the fake answers NOT_FOUND for the rest.
-	w = secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), dialect.Postgres, slog.New(slog.DiscardHandler))
+	// Every driver, sqlite included, needs all four; the fake answers
+	// NOT_FOUND for the rest.
+	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := w.First(ctx); err == nil {
-		t.Fatal("First without db-user succeeded")
+		t.Fatal("First with only db-name published succeeded")
 	}
 }
 
