@@ -39,8 +39,6 @@ type Options struct {
 	LogOutput io.Writer
 	// KeyVault carries the HTTP transport (tests trust the emulator's CA with it).
 	KeyVault keyvault.Options
-	// Fetcher replaces the vault client; nil builds the real one.
-	Fetcher cache.Fetcher
 	Clock   clock.Clock
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
@@ -122,17 +120,13 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		}
 	}
 
-	f := o.Fetcher
-	if f == nil {
-		kvo := o.KeyVault
-		kvo.Metrics = m
-		kv, err := keyvault.New(cfg, kvo)
-		if err != nil {
-			return nil, err
-		}
-		f = kv
+	kvo := o.KeyVault
+	kvo.Metrics = m
+	kv, err := keyvault.New(cfg, kvo)
+	if err != nil {
+		return nil, err
 	}
-	a.cache = cache.New(cfg, f, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
+	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
 	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{
 		Cache: a.cache, Metrics: m, Logger: log, Token: token,
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
