@@ -223,3 +223,19 @@ func TestLoadFileMissing(t *testing.T) {
 		t.Fatalf("LoadFile = %v, want ErrNotExist", err)
 	}
 }
+
+// TestChartRenderedConfig parses the configuration in the shape the Helm
+// chart renders it, so that a change on either side is caught.
+func TestChartRenderedConfig(t *testing.T) {
+	cfg, err := LoadFile(filepath.Join("testdata", "chart-rendered.yaml"))
+	if err != nil {
+		t.Fatalf("LoadFile: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if cfg.Listen.GRPC != "" || cfg.Listen.Unix != "/var/run/secret-proxy/grpc.sock" || cfg.Auth.Mode != AuthWorkloadIdentity ||
+		!cmp.Equal(cfg.ClientAuth.AllowedUIDs, []int{1000}) || cfg.Refresh.MinInterval.D() != 10*time.Second {
+		t.Errorf("unexpected result: %+v", cfg)
+	}
+}
