@@ -17,6 +17,8 @@ while draining.
 - name: secret-proxy
   image: {{ if $digest }}{{ printf "%s@%s" $repo $digest | quote }}{{ else }}{{ printf "%s:%s" $repo $tag | quote }}{{ end }}
   imagePullPolicy: {{ dig "pullPolicy" "IfNotPresent" $image }}
+  {{- /* A configuration or vault error shows in `kubectl describe pod`, not only in the log. */}}
+  terminationMessagePolicy: FallbackToLogsOnError
   {{- if $native }}
   restartPolicy: Always
   {{- end }}
