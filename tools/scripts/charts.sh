@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # charts.sh TIER: the chart and Dockerfile checks, one entry point per tier.
-#   lint   `make charts`:    helm lint --strict on both charts, helm template for every ci values file
+#   lint   `make charts`:    helm lint --strict on both charts, helm template for every ci values file,
+#                            kubeconform -strict on the result (schemas generated offline)
 #   test   `make test`:      lint, helm-unittest suites, and the Go checks in tools/chartcheck
 #                            (Helm SDK render + strict decode, helm lint, Pod Security restricted,
 #                            kubeconform, secret-proxy --check, BuildKit Dockerfile lint)
@@ -33,6 +34,14 @@ lint() {
 		"$helm" template orders "$root/charts/orderapp" --namespace shop --kube-version "$kube_version" \
 			-f "$values" 2> >(grep -v 'found symbolic link' >&2) >"$out/$name.yaml"
 	done
+	local kubeconform schemas
+	kubeconform=$("$root/tools/scripts/build-tool.sh" kubeconform)
+	schemas=${XDG_CACHE_HOME:-$HOME/.cache}/secret-proxy/kube-schemas-v$kube_version
+	step "generate strict schemas from k8s.io/kubernetes@v$kube_version's OpenAPI document into $schemas"
+	(cd "$root/tools/chartcheck" && GOWORK=off go run ./cmd/kube-schemas -out "$schemas" >/dev/null)
+	step "kubeconform -strict bin/charts/*.yaml"
+	"$kubeconform" -strict -summary -kubernetes-version "$kube_version" \
+		-schema-location "$schemas/{{ .ResourceKind }}{{ .KindSuffix }}.json" "$out"/*.yaml
 }
 
 case $tier in
