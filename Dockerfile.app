@@ -25,7 +25,7 @@ COPY orderapp/ /src/orderapp/
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
-      -ldflags "-s -w -X github.com/secretproxy/secretproxy/orderapp/internal/buildinfo.version=${VERSION}" \
+      -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/orderapp ./cmd/orderapp
 
 FROM ${RUNTIME_IMAGE}

@@ -177,7 +177,7 @@ func imageProblems(t *testing.T, name string, dt []byte) []string {
 	}
 	text := string(dt)
 	for _, want := range []string{
-		"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X `, "buildinfo.version=${VERSION}",
+		"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w -X `, "main.version=${VERSION}",
 		"--mount=type=cache,target=/go/pkg/mod", "--mount=type=cache,target=/root/.cache/go-build",
 		"org.opencontainers.image.source=", "org.opencontainers.image.version=",
 	} {
