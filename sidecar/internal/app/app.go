@@ -39,7 +39,7 @@ type Options struct {
 	LogOutput io.Writer
 	// KeyVault carries the HTTP transport (tests trust the emulator's CA with it).
 	KeyVault keyvault.Options
-	Clock   clock.Clock
+	Clock    clock.Clock
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// ShutdownTimeout bounds the graceful stop of the gRPC server. Default 8 s,
