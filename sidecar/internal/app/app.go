@@ -303,8 +303,8 @@ func (a *App) Run(ctx context.Context) error {
 
 func (a *App) shutdown() {
 	a.draining.Store(true)
-	a.grpc.Health.Shutdown() // NOT_SERVING for every service, and it stays so
-	a.cache.Drain()          // watch streams end UNAVAILABLE
+	a.grpc.Drain()  // health NOT_SERVING for good; health watches end
+	a.cache.Drain() // secret watch streams end UNAVAILABLE
 	done := make(chan struct{})
 	go func() {
 		a.grpc.GracefulStop() // unary calls in flight finish

@@ -478,7 +478,8 @@ func TestReadinessAndShutdown(t *testing.T) {
 		t.Errorf("/readyz during an outage after the load = %d, want 200", code)
 	}
 
-	// SIGTERM: watch streams end UNAVAILABLE, Run returns nil.
+	// SIGTERM: watch streams (secrets and health) end UNAVAILABLE, health
+	// says NOT_SERVING, Run returns nil without needing the hard stop.
 	w, err := c.WatchSecrets(t.Context(), &secretproxyv1.WatchSecretsRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -486,11 +487,35 @@ func TestReadinessAndShutdown(t *testing.T) {
 	if _, err := w.Recv(); err != nil {
 		t.Fatal(err)
 	}
+	hw, err := hc.Watch(t.Context(), &healthpb.HealthCheckRequest{Service: "secretproxy.v1.SecretService"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := hw.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health watch: %v %v, want SERVING", r.GetStatus(), err)
+	}
 	if err := v.stop(); err != nil {
 		t.Fatalf("Run after the stop: %v", err)
 	}
 	if _, err := w.Recv(); status.Code(err) != codes.Unavailable {
 		t.Errorf("watch after the stop = %v, want UNAVAILABLE", err)
+	}
+	var last error
+	for range 3 { // at most a NOT_SERVING message, then the end of the stream
+		r, err := hw.Recv()
+		if err != nil {
+			last = err
+			break
+		}
+		if r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("health watch during shutdown = %v, want NOT_SERVING", r.Status)
+		}
+	}
+	if status.Code(last) != codes.Unavailable {
+		t.Errorf("health watch after the stop = %v, want UNAVAILABLE", last)
+	}
+	if strings.Contains(v.logs.String(), "graceful stop timed out") {
+		t.Error("shutdown needed the hard stop: a stream held GracefulStop")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,7 +44,9 @@ type ServerOptions struct {
 // Server is the gRPC server with its health service.
 type Server struct {
 	*grpc.Server
-	Health *health.Server
+	Health    *health.Server
+	drain     chan struct{}
+	drainOnce sync.Once
 }
 
 // NewServer assembles the gRPC server: the API, grpc.health.v1 (NOT_SERVING
@@ -71,7 +74,8 @@ func NewServer(o ServerOptions) *Server {
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(s, hs)
+	drain := make(chan struct{})
+	healthpb.RegisterHealthServer(s, drainingHealth{Server: hs, drain: drain})
 	if o.Reflection {
 		reflection.Register(s)
 	}
@@ -82,7 +86,15 @@ func NewServer(o ServerOptions) *Server {
 			}
 		}
 	}
-	return &Server{Server: s, Health: hs}
+	return &Server{Server: s, Health: hs, drain: drain}
+}
+
+// Drain sets every health status to NOT_SERVING for good and ends health
+// Watch streams with UNAVAILABLE, so that GracefulStop waits only for calls
+// that finish on their own.
+func (s *Server) Drain() {
+	s.Health.Shutdown()
+	s.drainOnce.Do(func() { close(s.drain) })
 }
 
 // SetReady flips both health services.
