@@ -24,7 +24,7 @@ COPY proto/ /src/proto/
 COPY orderapp/ /src/orderapp/
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -tags grpcnotrace \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/orderapp ./cmd/orderapp
 

@@ -50,9 +50,9 @@ check-generated: generate ## Fail when the committed generated code differs from
 build: ## Build secret-proxy, kv-emulator and orderapp into bin/.
 	@$(call step,go build into bin/ (version $(VERSION)))
 	mkdir -p $(BIN)
-	cd sidecar && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS_SIDECAR)' -o $(BIN)/secret-proxy ./cmd/secret-proxy
-	cd sidecar && CGO_ENABLED=0 go build -trimpath -o $(BIN)/kv-emulator ./cmd/kv-emulator
-	cd orderapp && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS_APP)' -o $(BIN)/orderapp ./cmd/orderapp
+	cd sidecar && CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS_SIDECAR)' -o $(BIN)/secret-proxy ./cmd/secret-proxy
+	cd sidecar && CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -o $(BIN)/kv-emulator ./cmd/kv-emulator
+	cd orderapp && CGO_ENABLED=0 go build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS_APP)' -o $(BIN)/orderapp ./cmd/orderapp
 
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
