@@ -25,7 +25,7 @@ LDFLAGS_APP := -s -w -X main.version=$(VERSION)
 # its own, which works because every module replaces its siblings.
 BUF := GOWORK=off go tool -modfile=$(ROOT)/tools/buf/go.mod buf
 STATICCHECK := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod staticcheck
-BENCHSTAT := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod benchstat
+BENCHSTAT := cd $(ROOT)/tools/lint && GOWORK=off go tool benchstat
 
 # step prints what runs, so a CI log reads as a story.
 step = printf '\n==> %s\n' "$(1)"
@@ -107,11 +107,15 @@ demo-rotate: ## With `make demo` running: set a new database password version an
 
 BENCH_COUNT ?= 6
 .PHONY: bench
-bench: ## Go benchmarks (-benchmem, -count BENCH_COUNT=6) into bench/new.txt, compared with bench/old.txt by benchstat when present.
+bench: ## Go benchmarks (-benchmem, -count BENCH_COUNT=6) into bench/new.txt; benchstat summary, sidecar vs bare grpc-go, and bench/old.txt vs new when present.
 	@$(call step,go test -bench (sidecar, orderapp))
 	mkdir -p bench
 	for m in sidecar orderapp; do (cd $$m && go test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./...); done | tee bench/new.txt
-	@if [ -f bench/old.txt ]; then $(BENCHSTAT) bench/old.txt bench/new.txt; else $(BENCHSTAT) bench/new.txt; fi
+	@$(call step,benchstat bench/new.txt)
+	$(BENCHSTAT) $(ROOT)/bench/new.txt
+	@$(call step,benchstat -col /server: the sidecar's hit path against a bare grpc-go server)
+	$(BENCHSTAT) -filter '.name:LoopbackParallel' -col /server $(ROOT)/bench/new.txt
+	@if [ -f bench/old.txt ]; then $(call step,benchstat bench/old.txt bench/new.txt); $(BENCHSTAT) $(ROOT)/bench/old.txt $(ROOT)/bench/new.txt; fi
 
 LOAD_FLAGS ?= --duration 10s --rounds 2 --levels 1,8,64
 .PHONY: load

@@ -312,15 +312,16 @@ func runParallel(b *testing.B, c secretproxyv1.SecretServiceClient) {
 }
 
 // BenchmarkLoopbackParallel compares the sidecar's GetSecret hit with a bare
+// (sub-benchmarks server=sidecar and server=bare: `benchstat -col /server`)
 // grpc-go server over one loopback connection, 8 callers on 2 cores.
 func BenchmarkLoopbackParallel(b *testing.B) {
-	b.Run("sidecar", func(b *testing.B) {
+	b.Run("server=sidecar", func(b *testing.B) {
 		m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
 		s := NewServer(ServerOptions{Cache: loadedCache(b, m, "db-password"), Metrics: m})
 		s.SetReady(true)
 		runParallel(b, loopbackClient(b, s.Server))
 	})
-	b.Run("bare", func(b *testing.B) {
+	b.Run("server=bare", func(b *testing.B) {
 		c := loadedCache(b, metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench"), "db-password")
 		sec, err := c.Get(context.Background(), "db-password")
 		if err != nil {
