@@ -86,7 +86,7 @@ func run(o options) error {
 		}
 	}
 
-	sc := sidecartest.New(map[string]string{"db-name": filepath.Join(dir, "orders.db")})
+	sc := sidecartest.New(sqliteCredentials(filepath.Join(dir, "orders.db")))
 	if err := sc.Listen(filepath.Join(dir, "grpc.sock")); err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func waitReady(base string) error {
 // measureExport seeds one client with n orders in its own database and
 // compares the peak memory of exporting all of them with exporting a few.
 func measureExport(bin, dir string, n int) error {
-	sc := sidecartest.New(map[string]string{"db-name": filepath.Join(dir, "export.db")})
+	sc := sidecartest.New(sqliteCredentials(filepath.Join(dir, "export.db")))
 	if err := sc.Listen(filepath.Join(dir, "export.sock")); err != nil {
 		return err
 	}
@@ -272,4 +272,10 @@ func measureExport(bin, dir string, n int) error {
 		}
 	}
 	return nil
+}
+
+// sqliteCredentials are the four secrets the app watches; sqlite uses only
+// the database path (load-test data, not credentials).
+func sqliteCredentials(dbFile string) map[string]string {
+	return map[string]string{"db-server": "localhost", "db-user": "orders_app", "db-password": "load-test-password", "db-name": dbFile}
 }

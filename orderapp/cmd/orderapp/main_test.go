@@ -57,7 +57,10 @@ func runCmd(t *testing.T, args ...string) (string, string, error) {
 // path served by a fake sidecar.
 func TestCommands(t *testing.T) {
 	dbFile := filepath.Join(t.TempDir(), "orders.db")
-	sc := sidecartest.Start(t, map[string]string{"db-name": dbFile})
+	// sqlite uses only db-name, but the app watches all four, as with every driver.
+	sc := sidecartest.Start(t, map[string]string{
+		"db-server": "localhost", "db-user": "orders_app", "db-password": "test-password-1", "db-name": dbFile,
+	})
 	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite", "--log-format", "text"}
 	do := func(args ...string) string {
 		t.Helper()
