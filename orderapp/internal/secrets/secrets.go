@@ -67,18 +67,19 @@ type Credentials struct {
 	Version string
 }
 
-// String never shows the password, so a stray %v cannot leak it.
+// String shows only the versions: the server, user name, password and
+// database are all vault secrets, and no secret value goes into a log or an
+// error, so a stray %v cannot leak one.
 func (c Credentials) String() string {
-	return fmt.Sprintf("server=%s user=%s database=%s version=%s password=[redacted]", c.Server, c.User, c.Database, c.Version)
+	return fmt.Sprintf("credentials version=%s (values redacted)", c.Version)
 }
 
 // GoString is String, for %#v.
 func (c Credentials) GoString() string { return c.String() }
 
-// LogValue makes slog print the credentials without the password.
+// LogValue makes slog print the versions of the credentials, never their values.
 func (c Credentials) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("server", c.Server), slog.String("user", c.User),
-		slog.String("database", c.Database), slog.String("version", c.Version))
+	return slog.GroupValue(slog.String("version", c.Version))
 }
 
 // Source is the part of the sidecar client the watcher uses; *client.Client

@@ -132,14 +132,19 @@ func TestMissingSecret(t *testing.T) {
 	}
 }
 
-func TestCredentialsNeverPrintThePassword(t *testing.T) {
-	c := secrets.Credentials{Server: "s", User: "u", Password: "test-password-1", Database: "d"}
+func TestCredentialsNeverPrintValues(t *testing.T) {
+	c := secrets.Credentials{Server: "test-server-1", User: "test-user-1", Password: "test-password-1", Database: "test-database-1", Version: "v1"}
 	var logs bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logs, nil)).Info("x", "creds", c)
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("x", "creds", c)
 	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), logs.String()} {
-		if strings.Contains(s, "test-password-1") {
-			t.Errorf("printed password: %s", s)
+		for _, v := range []string{"test-server-1", "test-user-1", "test-password-1", "test-database-1"} {
+			if strings.Contains(s, v) {
+				t.Errorf("printed the secret value %s: %s", v, s)
+			}
+		}
+		if !strings.Contains(s, "v1") {
+			t.Errorf("the version is missing from %s", s)
 		}
 	}
 }
