@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -30,7 +31,9 @@ func Example() {
 	defer os.Unsetenv("IDENTITY_HEADER")
 
 	cred, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
-		ID:            azidentity.ClientID("example-client"),
+		// MSAL caches managed-identity tokens per process and client id: a
+		// fresh id keeps a token from another emulator out of this run.
+		ID:            azidentity.ClientID(fmt.Sprintf("example-client-%d", time.Now().UnixNano())),
 		ClientOptions: azcore.ClientOptions{Transport: e.HTTPClient()},
 	})
 	if err != nil {

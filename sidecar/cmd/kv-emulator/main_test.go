@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -222,7 +223,10 @@ func TestBinary(t *testing.T) {
 		t.Setenv("IDENTITY_ENDPOINT", env["IDENTITY_ENDPOINT"])
 		t.Setenv("IDENTITY_HEADER", env["IDENTITY_HEADER"])
 		cred, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
-			ID:            azidentity.ClientID("binary-test-client"),
+			// MSAL's managed-identity token cache is global to the process: an id
+			// of its own per run keeps a token from an earlier run's emulator
+			// (go test -count=N) from being sent to this one.
+			ID:            azidentity.ClientID(fmt.Sprintf("binary-test-client-%d", time.Now().UnixNano())),
 			ClientOptions: azcore.ClientOptions{Transport: hc},
 		})
 		if err != nil {
