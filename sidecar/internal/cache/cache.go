@@ -93,9 +93,10 @@ type entry struct {
 }
 
 type flight struct {
-	done  chan struct{}
-	batch bool                  // started by a pass, which publishes its changes together
-	found *secretproxyv1.Secret // set when the read changed the version or value
+	done     chan struct{}
+	batch    bool                  // started by a pass, which publishes its changes together
+	found    *secretproxyv1.Secret // set when the read changed the version or value
+	prevRead time.Time             // e.lastRead before this flight, restored if it never reads
 }
 
 // Cache holds the declared secrets.
@@ -330,7 +331,7 @@ func (c *Cache) startLocked(e *entry, batch bool) *flight {
 	if !e.lastRead.IsZero() && now.Sub(e.lastRead) < c.cfg.MinInterval.D() {
 		return nil
 	}
-	fl := &flight{done: make(chan struct{}), batch: batch}
+	fl := &flight{done: make(chan struct{}), batch: batch, prevRead: e.lastRead}
 	e.flight = fl
 	e.lastRead = now
 	go c.fetch(e, fl)
@@ -343,6 +344,17 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 	var took time.Duration
 	select {
 	case c.readSlots <- struct{}{}:
+		// A 429 answered while this read queued for a slot holds it too:
+		// Key Vault throttles per vault, so no read may go out before
+		// Retry-After has passed.
+		c.mu.Lock()
+		until := c.blockedUntil
+		c.mu.Unlock()
+		if c.clk.Now().Before(until) {
+			<-c.readSlots
+			c.skip(e, fl, until)
+			return
+		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
 		start := time.Now()
 		s, err = c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
@@ -366,6 +378,28 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 	if !fl.batch {
 		// A read outside a pass may have scheduled a retry earlier than the
 		// refresher's timer; a pass's own reads are seen when it returns.
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// skip ends a flight that never read the vault because the vault started
+// throttling while it queued: the secret's state is left as it was, and its
+// read is scheduled for when Retry-After has passed.
+func (c *Cache) skip(e *entry, fl *flight, until time.Time) {
+	c.mu.Lock()
+	e.flight = nil
+	e.lastRead = fl.prevRead // it did not read, so minInterval must not hold the retry back
+	if e.nextRetry.IsZero() || e.nextRetry.Before(until) {
+		e.nextRetry = until
+	}
+	c.broadcastLocked()
+	c.mu.Unlock()
+	close(fl.done)
+	c.log.Debug("vault read postponed: the vault is throttling", "secret", e.decl.Name, "until", until)
+	if !fl.batch {
 		select {
 		case c.wake <- struct{}{}:
 		default:

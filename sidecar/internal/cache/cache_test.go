@@ -528,3 +528,41 @@ func TestRefreshSecretJoinsReadInFlight(t *testing.T) {
 		t.Errorf("vault reads = %d, want 2 (the RefreshSecret joined the pass's read)", n)
 	}
 }
+
+// A 429 holds the reads that were queued for a slot when it came, not only
+// the reads started after it: Key Vault's Retry-After is for the whole vault.
+func TestRetryAfterHoldsQueuedReads(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b", "c": "test-value-c"})
+	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}, config.Secret{Name: "c"})
+	clk := clock.NewFake(t0)
+	c := New(cfg, v, Options{Clock: clk, MaxConcurrentReads: 1})
+	t.Cleanup(c.cancel)
+	v.gate = make(chan struct{})
+	v.setAll(errThrottle) // 429, Retry-After: 30
+	done := make(chan struct{})
+	go func() {
+		c.Pass(t.Context(), true)
+		close(done)
+	}()
+	waitFor(t, "the first read in flight", func() bool { return v.count() == 1 })
+	close(v.gate)
+	<-done
+	if n := v.count(); n != 1 {
+		t.Fatalf("vault reads after a 429 = %d, want 1: the reads queued behind it must wait for Retry-After", n)
+	}
+
+	v.setAll(nil)
+	clk.Advance(29 * time.Second)
+	c.Pass(t.Context(), false)
+	if n := v.count(); n != 1 {
+		t.Fatalf("vault reads 29 s into Retry-After: 30 = %d, want 1", n)
+	}
+	clk.Advance(time.Second)
+	c.Pass(t.Context(), false)
+	if n := v.count(); n != 4 {
+		t.Errorf("vault reads once Retry-After has passed = %d, want 4 (each postponed read is retried)", n)
+	}
+	if ok, waiting := c.Ready(); !ok {
+		t.Errorf("not ready after the retries: %v", waiting)
+	}
+}
