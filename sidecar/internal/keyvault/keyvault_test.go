@@ -277,3 +277,44 @@ func TestParseRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// auth.mode default is workload identity only when all three variables the
+// AKS webhook injects are set; an explicit mode ignores the environment.
+func TestModeSelection(t *testing.T) {
+	all := map[string]string{
+		keyvault.EnvFederatedTokenFile: "/var/run/secrets/azure/tokens/azure-identity-token",
+		keyvault.EnvClientID:           "00000000-0000-0000-0000-000000000001",
+		keyvault.EnvTenantID:           "00000000-0000-0000-0000-000000000002",
+	}
+	without := func(key string) map[string]string {
+		m := map[string]string{}
+		for k, v := range all {
+			if k != key {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		mode string
+		env  map[string]string
+		want string
+	}{
+		{"default, all three set", config.AuthDefault, all, config.AuthWorkloadIdentity},
+		{"default, no token file", config.AuthDefault, without(keyvault.EnvFederatedTokenFile), config.AuthManagedIdentity},
+		{"default, no client id", config.AuthDefault, without(keyvault.EnvClientID), config.AuthManagedIdentity},
+		{"default, no tenant id", config.AuthDefault, without(keyvault.EnvTenantID), config.AuthManagedIdentity},
+		{"default, nothing set", config.AuthDefault, nil, config.AuthManagedIdentity},
+		{"managed identity ignores the environment", config.AuthManagedIdentity, all, config.AuthManagedIdentity},
+		{"workload identity without the environment", config.AuthWorkloadIdentity, nil, config.AuthWorkloadIdentity},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := keyvault.Mode(config.Auth{Mode: tt.mode}, func(k string) string { return tt.env[k] })
+			if got != tt.want {
+				t.Errorf("Mode(%q) = %q, want %q", tt.mode, got, tt.want)
+			}
+		})
+	}
+}
