@@ -138,7 +138,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		client := fs.Int64("client", 0, "client id (required)")
 		from := fs.String("from", "", "first order date, inclusive (YYYY-MM-DD)")
 		to := fs.String("to", "", "last order date, inclusive (YYYY-MM-DD)")
-		format := fs.String("format", "csv", "csv or json (one object per line)")
+		// No default: DESIGN.md section 7 makes --format required, so a
+		// pipeline never gets a format it did not ask for.
+		format := fs.String("format", "", "csv or json (one object per line); required")
 		if err := parse(fs, args); err != nil {
 			return err
 		}
@@ -174,7 +176,9 @@ func exportArgs(client int64, from, to, format string) (orders.Filter, error) {
 	if client <= 0 {
 		probs = append(probs, "--client must be a positive client id")
 	}
-	if _, err := export.ParseFormat(format); err != nil {
+	if format == "" {
+		probs = append(probs, "--format is required: csv or json")
+	} else if _, err := export.ParseFormat(format); err != nil {
 		probs = append(probs, "--format: "+err.Error())
 	}
 	for _, p := range []struct {

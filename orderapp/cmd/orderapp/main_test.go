@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"errors"
+	"flag"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -113,8 +115,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"migrate", "--sidecar", "http://x"}, "only unix:// or host:port"},
 		{[]string{"seed", "--clients", "0"}, "clients must be between"},
 		{[]string{"export", "--format", "xml"}, "--client must be a positive client id; --format"},
-		{[]string{"export", "--client", "1", "--from", "2026-02-30"}, "--from must be a date"},
-		{[]string{"export", "--client", "1", "--from", "2026-02-01", "--to", "2026-01-01"}, "is after to"},
+		{[]string{"export", "--client", "1"}, "--format is required: csv or json"},
+		{[]string{"export", "--client", "1", "--format", "csv", "--from", "2026-02-30"}, "--from must be a date"},
+		{[]string{"export", "--client", "1", "--format", "csv", "--from", "2026-02-01", "--to", "2026-01-01"}, "is after to"},
 		{[]string{"migrate", "extra"}, "unexpected arguments"},
 		{[]string{"migrate", "--log-level", "loud"}, "--log-level"},
 	}
@@ -137,5 +140,75 @@ func TestConnectTimeout(t *testing.T) {
 	err := run(ctx, []string{"migrate", "--sidecar", "unix://" + sock, "--db-driver", "sqlite", "--connect-timeout", "300ms"}, &bytes.Buffer{}, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "connect to the database") {
 		t.Errorf("error = %v, want a connect failure", err)
+	}
+}
+
+// flagDefaults runs "orderapp <cmd> -h" and reads the flag set's own listing:
+// every flag the command takes, with its default ("" when it has none).
+func flagDefaults(t *testing.T, cmd string) map[string]string {
+	t.Helper()
+	_, stderr, err := runCmd(t, cmd, "-h")
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("orderapp %s -h: %v, want flag.ErrHelp", cmd, err)
+	}
+	out := map[string]string{}
+	name := ""
+	for _, l := range strings.Split(stderr, "\n") {
+		if f, ok := strings.CutPrefix(l, "  -"); ok {
+			name, _, _ = strings.Cut(f, " ")
+			out[name] = ""
+			continue
+		}
+		if name == "" {
+			continue
+		}
+		if _, def, ok := strings.Cut(l, "(default "); ok {
+			out[name] = strings.Trim(strings.TrimSuffix(def, ")"), `"`)
+		}
+	}
+	return out
+}
+
+// TestFlagDefaults pins the command line of DESIGN.md section 7: the flags of
+// every subcommand and their defaults.
+func TestFlagDefaults(t *testing.T) {
+	common := map[string]string{
+		"sidecar":            "127.0.0.1:50051",
+		"sidecar-token-file": "",
+		"db-driver":          "sqlserver",
+		"secret-server":      "db-server",
+		"secret-user":        "db-user",
+		"secret-password":    "db-password",
+		"secret-name":        "db-name",
+		"log-level":          "info",
+		"log-format":         "json",
+		"connect-timeout":    "2m0s",
+	}
+	with := func(extra map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range common {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	tests := []struct {
+		cmd  string
+		want map[string]string
+	}{
+		{"serve", with(map[string]string{"listen": "127.0.0.1:8080"})},
+		{"migrate", with(nil)},
+		{"seed", with(map[string]string{"clients": "100", "orders-per-client": "20", "seed": "1"})},
+		// --client and --format are required: no default.
+		{"export", with(map[string]string{"client": "", "from": "", "to": "", "format": ""})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmd, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, flagDefaults(t, tt.cmd)); diff != "" {
+				t.Errorf("flags of orderapp %s (-want +got):\n%s", tt.cmd, diff)
+			}
+		})
 	}
 }
