@@ -1,0 +1,84 @@
+package grpcapi
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+)
+
+// TestBatchGetRules checks DESIGN.md section 3's BatchGet rules at the
+// service: the size limits, names checked in request order (every name for
+// malformedness first, then every name for declaration), then the first
+// name that cannot be served decides; repeated names are served twice.
+func TestBatchGetRules(t *testing.T) {
+	cfg := config.Default()
+	for _, n := range []string{"a", "b", "gone"} {
+		cfg.Secrets = append(cfg.Secrets, config.Secret{Name: n})
+	}
+	vault := staticVault{"a": "test-value-a", "b": "test-value-b"} // "gone" is absent
+	c := cache.New(cfg, vault, cache.Options{})
+	c.Pass(t.Context(), true)
+	s := NewService(c)
+
+	repeat := func(n int) []string {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = []string{"a", "b"}[i%2]
+		}
+		return names
+	}
+	tests := []struct {
+		name  string
+		names []string
+		code  codes.Code
+		msg   string   // a part of the message, when not OK
+		want  []string // the names served, when OK
+	}{
+		{name: "empty", names: nil, code: codes.InvalidArgument, msg: "empty"},
+		{name: "100 names is the limit", names: repeat(100), code: codes.OK, want: repeat(100)},
+		{name: "101 names", names: repeat(101), code: codes.InvalidArgument, msg: "at most 100"},
+		{name: "malformed before undeclared", names: []string{"a", "bad name!", "nope"}, code: codes.InvalidArgument, msg: `"bad name!"`},
+		{name: "malformed after undeclared still wins", names: []string{"nope", "a", "bad name!"}, code: codes.InvalidArgument, msg: `"bad name!"`},
+		{name: "first malformed is named", names: []string{"bad_1", "bad_2"}, code: codes.InvalidArgument, msg: `"bad_1"`},
+		{name: "first undeclared is named", names: []string{"a", "nope-1", "nope-2"}, code: codes.PermissionDenied, msg: `"nope-1"`},
+		{name: "undeclared before unservable", names: []string{"gone", "nope"}, code: codes.PermissionDenied, msg: `"nope"`},
+		{name: "case-sensitive", names: []string{"a", "A"}, code: codes.PermissionDenied, msg: `"A"`},
+		{name: "first unservable decides", names: []string{"a", "gone", "b"}, code: codes.NotFound, msg: `"gone"`},
+		{name: "order kept, repeats served twice", names: []string{"b", "a", "b"}, code: codes.OK, want: []string{"b", "a", "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			resp, err := s.BatchGetSecrets(ctx, &secretproxyv1.BatchGetSecretsRequest{Names: tt.names})
+			st := status.Convert(err)
+			if st.Code() != tt.code || !strings.Contains(st.Message(), tt.msg) {
+				t.Fatalf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.code, tt.msg)
+			}
+			if strings.Contains(st.Message(), "test-value") {
+				t.Errorf("message %q holds a secret value", st.Message())
+			}
+			if tt.code != codes.OK {
+				return
+			}
+			var got []string
+			for _, sec := range resp.GetSecrets() {
+				got = append(got, sec.GetName())
+				if want := "test-value-" + sec.GetName(); sec.GetValue() != want {
+					t.Errorf("value of %s is not its own", sec.GetName())
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("names served (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
