@@ -248,7 +248,7 @@ func TestStatusCodes(t *testing.T) {
 			_, err = s.Recv()
 			return err
 		}, codes.PermissionDenied, "nope"},
-		{"watch non-optional absent", func(ctx context.Context) error {
+		{"watch optional disabled left out", func(ctx context.Context) error {
 			s, err := c.WatchSecrets(ctx, &secretproxyv1.WatchSecretsRequest{Names: []string{"db-user", "off"}})
 			if err != nil {
 				return err
