@@ -392,3 +392,71 @@ func TestRequestTimeout(t *testing.T) {
 		t.Errorf("hung store: %d %s, want 503 unavailable", code, body)
 	}
 }
+
+// TestLimitsAndDates: limit defaults to 50 and accepts 1..500, from and to are
+// inclusive, and nextCursor is absent (not null, not "") on the last page.
+func TestLimitsAndDates(t *testing.T) {
+	s := newServer(t)
+	// 60 orders of the client without orders, one a day from 2025-01-01:
+	// order 1000+i on day i.
+	const n = 60
+	first := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		dbtest.InsertOrder(t, s.db, 1000+int64(i), dbtest.ClientNoOrders, orders.NewDate(2025, 1, 1+i), "paid", "EUR", "1.00")
+	}
+	day := func(i int) string { return first.AddDate(0, 0, i).Format(time.DateOnly) }
+	newest := func(count int) []int64 { // the ids of the newest count orders, in API order
+		out := []int64{}
+		for i := n - 1; i >= n-count; i-- {
+			out = append(out, 1000+int64(i))
+		}
+		return out
+	}
+	tests := []struct {
+		name, query string
+		want        []int64
+		cursor      bool
+	}{
+		{"default limit is 50", "", newest(50), true},
+		{"limit 1", "?limit=1", newest(1), true},
+		{"limit 59", "?limit=59", newest(59), true},
+		{"limit equal to the count: last page", "?limit=60", newest(60), false},
+		{"limit 500", "?limit=500", newest(60), false},
+		{"from and to inclusive", "?from=" + day(10) + "&to=" + day(12), []int64{1012, 1011, 1010}, false},
+		{"single day", "?from=" + day(5) + "&to=" + day(5), []int64{1005}, false},
+		{"from inclusive", "?from=" + day(58), []int64{1059, 1058}, false},
+		{"to inclusive", "?to=" + day(1), []int64{1001, 1000}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := s.get(t, "/api/v1/clients/2/orders"+tt.query)
+			if code != http.StatusOK {
+				t.Fatalf("status %d: %s", code, body)
+			}
+			var page struct {
+				Orders []orders.Order `json:"orders"`
+			}
+			var keys map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(body), &page); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(body), &keys); err != nil {
+				t.Fatal(err)
+			}
+			got := []int64{}
+			for _, o := range page.Orders {
+				got = append(got, o.OrderID)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("order ids (-want +got):\n%s", diff)
+			}
+			raw, has := keys["nextCursor"]
+			if has != tt.cursor {
+				t.Errorf("nextCursor present = %v (%s), want %v", has, raw, tt.cursor)
+			}
+			if has && (string(raw) == `""` || string(raw) == "null") {
+				t.Errorf("nextCursor = %s, want an opaque non-empty string", raw)
+			}
+		})
+	}
+}

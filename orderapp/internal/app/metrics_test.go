@@ -1,0 +1,91 @@
+package app_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/secretproxy/secretproxy/orderapp/internal/app"
+	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
+)
+
+// TestMetricNames pins the metric contract of DESIGN.md section 7 on the
+// registry the binary serves: the orderapp_* names, types and label names,
+// the rotation results, and the go_sql_*, go_* and process_* collectors.
+func TestMetricNames(t *testing.T) {
+	// The sidecar is dialled lazily and never used here: the pool is applied directly.
+	a, err := app.New(app.Config{Sidecar: "127.0.0.1:1", Driver: dialect.SQLite, Names: secrets.DefaultNames()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Manager().Apply(t.Context(), secrets.Credentials{Database: filepath.Join(t.TempDir(), "m.db")}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := a.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One request, so the HTTP series exist.
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/livez", nil))
+
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type family struct {
+		Type   string   // COUNTER, GAUGE, HISTOGRAM
+		Labels []string // label names of the first series
+		Values []string // values of the label named in valuesOf, over all series
+	}
+	valuesOf := map[string]string{"orderapp_credential_rotations_total": "result"}
+	got := map[string]family{}
+	prefixes := map[string]bool{}
+	for _, mf := range mfs {
+		f := family{Type: mf.GetType().String(), Labels: []string{}}
+		for i, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if i == 0 {
+					f.Labels = append(f.Labels, l.GetName())
+				}
+				if l.GetName() == valuesOf[mf.GetName()] {
+					f.Values = append(f.Values, l.GetValue())
+				}
+			}
+		}
+		sort.Strings(f.Values)
+		got[mf.GetName()] = f
+		for _, p := range []string{"go_sql_", "go_", "process_"} {
+			if strings.HasPrefix(mf.GetName(), p) {
+				prefixes[p] = true
+			}
+		}
+	}
+	want := map[string]family{
+		"orderapp_http_requests_total":           {Type: "COUNTER", Labels: []string{"code", "handler", "method"}},
+		"orderapp_http_request_duration_seconds": {Type: "HISTOGRAM", Labels: []string{"handler", "method"}},
+		"orderapp_credential_rotations_total":    {Type: "COUNTER", Labels: []string{"result"}, Values: []string{"failure", "success"}},
+		"go_sql_open_connections":                {Type: "GAUGE", Labels: []string{"db_name"}},
+		"go_sql_wait_count_total":                {Type: "COUNTER", Labels: []string{"db_name"}},
+	}
+	for name, w := range want {
+		t.Run(name, func(t *testing.T) {
+			g, ok := got[name]
+			if !ok {
+				t.Fatalf("%s is not registered", name)
+			}
+			if diff := cmp.Diff(w, g); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", name, diff)
+			}
+		})
+	}
+	if diff := cmp.Diff(map[string]bool{"go_sql_": true, "go_": true, "process_": true}, prefixes); diff != "" {
+		t.Errorf("collectors (-want +got):\n%s", diff)
+	}
+}
