@@ -105,3 +105,57 @@ func TestSQLServerMigrationIsTSQL(t *testing.T) {
 		}
 	}
 }
+
+// TestExistingDatabase: the production database held the tables, with data,
+// before migrate existed (no schema_migrations). migrate records the version,
+// creates nothing twice and keeps every row.
+func TestExistingDatabase(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db dbtest.DB) {
+		dbtest.Load(t, db)
+		// Test set-up only: forget that dbtest ran migrate.
+		if _, err := db.DB.ExecContext(t.Context(), "DROP TABLE schema_migrations"); err != nil {
+			t.Fatal(err)
+		}
+		done, err := migrate.Apply(t.Context(), db.DB, db.Dialect)
+		if err != nil {
+			t.Fatalf("migrate over the existing tables: %v", err)
+		}
+		if diff := cmp.Diff([]string{"0001"}, done); diff != "" {
+			t.Errorf("applied (-want +got):\n%s", diff)
+		}
+		for table, want := range map[string]int{"clients": 3, "orders": 8, "order_lines": 3} {
+			var n int
+			if err := db.DB.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil || n != want {
+				t.Errorf("%s: %d rows (err %v), want %d", table, n, err, want)
+			}
+		}
+	})
+}
+
+// TestNoDestructiveStatements: no migration of any dialect drops, deletes,
+// truncates, updates or alters (DESIGN.md: migrate never drops or rewrites data).
+func TestNoDestructiveStatements(t *testing.T) {
+	for _, d := range dialect.All {
+		t.Run(string(d), func(t *testing.T) {
+			ms, err := migrate.List(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms {
+				var code []string // without comments, which may name what they avoid
+				for _, l := range strings.Split(m.SQL, "\n") {
+					if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+						code = append(code, l)
+					}
+				}
+				words := strings.Fields(strings.ToUpper(strings.Join(code, "\n")))
+				for _, w := range words {
+					switch strings.Trim(w, "(;,") {
+					case "DROP", "DELETE", "TRUNCATE", "UPDATE", "ALTER", "MERGE", "REPLACE", "RENAME":
+						t.Errorf("%s contains %s", m.Name, w)
+					}
+				}
+			}
+		})
+	}
+}
