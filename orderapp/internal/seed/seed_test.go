@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
 	"github.com/secretproxy/secretproxy/orderapp/internal/orders"
 	"github.com/secretproxy/secretproxy/orderapp/internal/seed"
@@ -79,6 +81,15 @@ func TestDeterministicAcrossDialects(t *testing.T) {
 		q := "SELECT COUNT(*) FROM orders o WHERE ABS(o.total_amount - (SELECT SUM(l.quantity * l.unit_price) FROM order_lines l WHERE l.order_id = o.order_id)) >= 0.005"
 		if err := db.DB.QueryRowContext(t.Context(), q).Scan(&bad); err != nil || bad != 0 {
 			t.Errorf("%d orders whose total is not the sum of their lines (%v)", bad, err)
+		}
+		// Every order has 1 to 5 lines; with 750 orders both ends occur.
+		var minLines, maxLines, nOrders int
+		q = "SELECT MIN(c), MAX(c), COUNT(*) FROM (SELECT (SELECT COUNT(*) FROM order_lines l WHERE l.order_id = o.order_id) AS c FROM orders o) per_order"
+		if err := db.DB.QueryRowContext(t.Context(), q).Scan(&minLines, &maxLines, &nOrders); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]int{1, 5, 750}, []int{minLines, maxLines, nOrders}); diff != "" {
+			t.Errorf("lines per order [min max] and orders (-want +got):\n%s", diff)
 		}
 		got := digest(t, db.DB)
 		if first == "" {
