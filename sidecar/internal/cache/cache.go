@@ -408,7 +408,8 @@ func (c *Cache) skip(e *entry, fl *flight, until time.Time) {
 }
 
 // applyLocked records one vault answer. It returns the new secret when its
-// version or value changed, else nil.
+// version or value changed, or when it is served again after a disabled or
+// not-found answer; else nil.
 func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Duration) *secretproxyv1.Secret {
 	now := c.clk.Now()
 	name := e.decl.Name
@@ -434,6 +435,12 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 		}
 		c.m.Refresh.WithLabelValues(name, metrics.RefreshUnchanged).Inc()
 		c.log.Info("secret confirmed", "secret", name, "version", s.Version, "changed", false, "duration", took)
+		if old.kind == kindDisabled || old.kind == kindNotFound {
+			// Enabled again: a stream that left it out of its first message
+			// (an optional secret disabled at the time) has never seen this
+			// value. Streams that have seen it filter it out.
+			return nv.secret
+		}
 		return nil
 	}
 

@@ -566,3 +566,39 @@ func TestRetryAfterHoldsQueuedReads(t *testing.T) {
 		t.Errorf("not ready after the retries: %v", waiting)
 	}
 }
+
+// An optional secret disabled when a stream starts is left out of its first
+// message; enabled again (same version, same value), it must reach that
+// stream, and a stream that already has it must get nothing.
+func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a", "opt": "test-value-opt"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "opt", Optional: true}), v)
+	h.c.Pass(t.Context(), true)
+	early, _ := watch(t, h.c, "a", "opt")
+	if diff := cmp.Diff(map[string]string{"a": "v1=test-value-a", "opt": "v1=test-value-opt"}, recv(t, early)); diff != "" {
+		t.Errorf("first message before the disable (-want +got):\n%s", diff)
+	}
+
+	v.setErr("opt", keyvault.ErrDisabled)
+	h.clk.Advance(5 * time.Minute)
+	h.c.Pass(t.Context(), true)
+	late, _ := watch(t, h.c, "a", "opt")
+	if diff := cmp.Diff(map[string]string{"a": "v1=test-value-a"}, recv(t, late)); diff != "" {
+		t.Errorf("first message while opt is disabled (-want +got):\n%s", diff)
+	}
+
+	v.setErr("opt", nil)
+	h.clk.Advance(5 * time.Minute)
+	h.c.Pass(t.Context(), true)
+	if diff := cmp.Diff(map[string]string{"opt": "v1=test-value-opt"}, recv(t, late)); diff != "" {
+		t.Errorf("message after opt is enabled again (-want +got):\n%s", diff)
+	}
+	select {
+	case m := <-early:
+		t.Errorf("a stream that already had opt got %v", m)
+	default:
+	}
+	if got := testutil.ToFloat64(h.m.Refresh.WithLabelValues("opt", metrics.RefreshUnchanged)); got != 1 {
+		t.Errorf("refresh_total{opt,unchanged} = %v, want 1: enabling again does not change the value", got)
+	}
+}
