@@ -87,6 +87,15 @@ func TestReadStates(t *testing.T) {
 			after: func(v *fakeVault) { v.setAll(errOutage) }, advance: 2 * time.Hour, want: ErrTooStale,
 		},
 		{
+			name: "deleted within maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
+			after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, advance: 30 * time.Minute, wantVal: "test-password-1", wantSt: true,
+		},
+		{
+			// maxStale bounds any last good value the vault no longer confirms.
+			name: "deleted beyond maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
+			after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, advance: 2 * time.Hour, want: ErrTooStale,
+		},
+		{
 			name: "expired, refuseExpired", cfg: func(c *config.Config) { c.Refresh.RefuseExpired = true },
 			before: func(v *fakeVault) {
 				v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp})
@@ -600,5 +609,40 @@ func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(h.m.Refresh.WithLabelValues("opt", metrics.RefreshUnchanged)); got != 1 {
 		t.Errorf("refresh_total{opt,unchanged} = %v, want 1: enabling again does not change the value", got)
+	}
+}
+
+// Readiness under maxStale, by the vault's answer after the first load: any
+// non-optional secret the vault has not confirmed for longer than maxStale
+// holds readiness back, whatever the reason; within it the pod stays ready.
+func TestReadinessMaxStaleByAnswer(t *testing.T) {
+	tests := []struct {
+		name    string
+		answer  error
+		advance time.Duration
+		ready   bool
+	}{
+		{"outage within maxStale", errOutage, 30 * time.Minute, true},
+		{"outage beyond maxStale", errOutage, 2 * time.Hour, false},
+		{"deleted within maxStale", keyvault.ErrNotFound, 30 * time.Minute, true},
+		{"deleted beyond maxStale", keyvault.ErrNotFound, 2 * time.Hour, false},
+		{"disabled within maxStale", keyvault.ErrDisabled, 30 * time.Minute, true},
+		{"disabled beyond maxStale", keyvault.ErrDisabled, 2 * time.Hour, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newFakeVault(map[string]string{"a": "test-value-a"})
+			cfg := testConfig(config.Secret{Name: "a"})
+			cfg.Refresh.MaxStale = config.Duration(time.Hour)
+			h := newHarness(t, cfg, v)
+			h.c.Pass(t.Context(), true)
+			v.setErr("a", tt.answer)
+			h.clk.Advance(5 * time.Minute)
+			h.c.Pass(t.Context(), true)
+			h.clk.Advance(tt.advance)
+			if ok, waiting := h.c.Ready(); ok != tt.ready {
+				t.Errorf("Ready = %v %v, want %v", ok, waiting, tt.ready)
+			}
+		})
 	}
 }
