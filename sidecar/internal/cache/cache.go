@@ -268,7 +268,13 @@ func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv
 			case <-ctx.Done():
 				return nil, ErrUnavailable
 			case <-c.draining:
-				return nil, ErrShuttingDown
+				// A unary call in flight at shutdown finishes: with the
+				// cached value if there is one.
+				s, err := c.serveOrUnavailable(e)
+				if errors.Is(err, ErrUnavailable) {
+					err = ErrShuttingDown
+				}
+				return s, err
 			}
 		}
 	}

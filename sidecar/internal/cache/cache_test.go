@@ -646,3 +646,50 @@ func TestReadinessMaxStaleByAnswer(t *testing.T) {
 		})
 	}
 }
+
+// A RefreshSecret waiting on a vault read when shutdown starts finishes with
+// the cached value (in-flight unary calls finish); one of a secret never
+// loaded gives up with ErrShuttingDown.
+func TestRefreshAtDrain(t *testing.T) {
+	tests := []struct {
+		name    string
+		preload bool
+		want    error
+	}{
+		{"loaded: the cached value", true, nil},
+		{"never loaded: shutting down", false, ErrShuttingDown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newFakeVault(map[string]string{"a": "test-value-a"})
+			h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+			if tt.preload {
+				h.c.Pass(t.Context(), true)
+			}
+			reads := v.count()
+			v.mu.Lock()
+			v.gate = make(chan struct{})
+			v.mu.Unlock()
+			t.Cleanup(func() { close(v.gate) })
+			h.clk.Advance(time.Minute)
+			type result struct {
+				s   *secretproxyv1.Secret
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				s, err := h.c.Refresh(context.Background(), "a")
+				done <- result{s, err}
+			}()
+			waitFor(t, "the RefreshSecret's vault read", func() bool { return v.count() == reads+1 })
+			h.c.Drain()
+			r := <-done
+			if !errors.Is(r.err, tt.want) {
+				t.Fatalf("Refresh at drain = %v, want %v", r.err, tt.want)
+			}
+			if tt.want == nil && r.s.GetValue() != "test-value-a" {
+				t.Errorf("Refresh at drain served value ok %v, want the cached value", r.s.GetValue() == "test-value-a")
+			}
+		})
+	}
+}
