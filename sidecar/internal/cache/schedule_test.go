@@ -1,0 +1,85 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+)
+
+// TestSchedule checks the refresher's arithmetic (DESIGN.md section 5): a pass
+// every interval +/- jitter, and back-off after failures from minInterval,
+// doubling, up to the interval, with jitter only upward.
+func TestSchedule(t *testing.T) {
+	cfg := testConfig(config.Secret{Name: "a"}) // interval 5m, minInterval 10s
+	cfg.Refresh.Jitter = 0.1
+	tests := []struct {
+		name     string
+		rand     float64
+		interval time.Duration
+		backoff  map[int]time.Duration // failures -> delay
+	}{
+		{"lowest draw", 0, 270 * time.Second, map[int]time.Duration{
+			1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second, 5: 160 * time.Second, 6: 5 * time.Minute, 30: 5 * time.Minute,
+		}},
+		{"middle draw", 0.5, 5 * time.Minute, map[int]time.Duration{
+			1: 11 * time.Second, 2: 22 * time.Second, 6: 330 * time.Second,
+		}},
+		{"three-quarter draw", 0.75, 315 * time.Second, map[int]time.Duration{
+			1: 11500 * time.Millisecond, 6: 345 * time.Second,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(cfg, newFakeVault(nil), Options{Rand: func() float64 { return tt.rand }})
+			t.Cleanup(c.cancel)
+			if got := c.interval(); got != tt.interval {
+				t.Errorf("interval() = %s, want %s", got, tt.interval)
+			}
+			for failures, want := range tt.backoff {
+				if got := c.backoff(failures); got != want {
+					t.Errorf("backoff(%d) = %s, want %s", failures, got, want)
+				}
+			}
+		})
+	}
+}
+
+// A read waiting for a first load gives up 100 ms before the caller's
+// deadline with ErrUnavailable (UNAVAILABLE at the API), so the caller never
+// sees DEADLINE_EXCEEDED from the server's side.
+func TestWaitEndsBeforeDeadline(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v.setAll(errOutage)
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+	h.c.Pass(t.Context(), true)
+
+	// The deadline is real time; the wait's timer is on the fake clock, so
+	// nothing here depends on how fast the machine is.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	created := h.clk.TimerCreated()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.c.Get(ctx, "a")
+		done <- err
+	}()
+	<-created
+	next, ok := h.clk.NextDeadline()
+	if !ok {
+		t.Fatal("the read set no timer")
+	}
+	latest := h.clk.Now().Add(time.Hour - 100*time.Millisecond)
+	if next.After(latest) || next.Before(latest.Add(-time.Minute)) {
+		t.Errorf("the read gives up at %s, want 100 ms before the caller's deadline (%s)", next, latest)
+	}
+	h.clk.Advance(next.Sub(h.clk.Now()))
+	if err := <-done; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get = %v, want ErrUnavailable", err)
+	}
+	if ctx.Err() != nil {
+		t.Error("the caller's deadline passed: the read must answer before it")
+	}
+}
