@@ -188,9 +188,9 @@ func exportArgs(client int64, from, to, format string) (orders.Filter, error) {
 		if p.v == "" {
 			continue
 		}
-		d, err := orders.ParseDate(p.v)
+		d, err := orders.ParseBound(p.v)
 		if err != nil {
-			probs = append(probs, p.flag+" must be a date as YYYY-MM-DD")
+			probs = append(probs, p.flag+" must be a date as YYYY-MM-DD, from 0001-01-02")
 			continue
 		}
 		*p.dst = d

@@ -118,6 +118,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"export", "--client", "1"}, "--format is required: csv or json"},
 		{[]string{"export", "--client", "1", "--format", "csv", "--from", "2026-02-30"}, "--from must be a date"},
 		{[]string{"export", "--client", "1", "--format", "csv", "--from", "2026-02-01", "--to", "2026-01-01"}, "is after to"},
+		{[]string{"export", "--client", "1", "--format", "csv", "--to", "0001-01-01"}, "--to must be a date"},
 		{[]string{"migrate", "extra"}, "unexpected arguments"},
 		{[]string{"migrate", "--log-level", "loud"}, "--log-level"},
 	}

@@ -218,9 +218,9 @@ func (a *api) listOrders(w http.ResponseWriter, r *http.Request) {
 		dst  *orders.Date
 	}{{"from", &f.From}, {"to", &f.To}} {
 		if s, ok := q[p.name]; ok {
-			d, err := orders.ParseDate(s)
+			d, err := orders.ParseBound(s)
 			if err != nil {
-				a.fail(w, r, invalid("%s must be a date as YYYY-MM-DD (RFC 3339 full-date)", p.name))
+				a.fail(w, r, invalid("%s must be a date as YYYY-MM-DD (RFC 3339 full-date), from 0001-01-02", p.name))
 				return
 			}
 			*p.dst = d

@@ -182,6 +182,10 @@ func TestErrors(t *testing.T) {
 		{"from with time", "GET", "/api/v1/clients/1/orders?from=2026-01-01T00:00:00Z", 400, "invalid_argument"},
 		{"to month 13", "GET", "/api/v1/clients/1/orders?to=2026-13-01", 400, "invalid_argument"},
 		{"from after to", "GET", "/api/v1/clients/1/orders?from=2026-02-01&to=2026-01-01", 400, "invalid_argument"},
+		// 0001-01-01 is time.Time's zero, which a Filter reads as "no bound":
+		// as a bound it would be silently ignored and return every order.
+		{"to year one", "GET", "/api/v1/clients/1/orders?to=0001-01-01", 400, "invalid_argument"},
+		{"from after to year one", "GET", "/api/v1/clients/1/orders?from=0001-01-02&to=0001-01-01", 400, "invalid_argument"},
 		{"unknown parameter", "GET", "/api/v1/clients/1/orders?stauts=paid", 400, "invalid_argument"},
 		{"repeated parameter", "GET", "/api/v1/clients/1/orders?status=paid&status=shipped", 400, "invalid_argument"},
 		{"empty cursor", "GET", "/api/v1/clients/1/orders?cursor=", 400, "invalid_argument"},

@@ -190,6 +190,21 @@ func ParseDate(s string) (Date, error) {
 	return Date{t}, nil
 }
 
+// ParseBound reads a from or to date given by a user. A Filter reads the zero
+// Date as "no bound", and 0001-01-01 is time.Time's zero: as a bound it would
+// be silently ignored (to=0001-01-01 would return every order), so it is
+// refused instead.
+func ParseBound(s string) (Date, error) {
+	d, err := ParseDate(s)
+	if err != nil {
+		return Date{}, err
+	}
+	if d.IsZero() {
+		return Date{}, fmt.Errorf("parse date %q: the earliest date a filter takes is 0001-01-02", s)
+	}
+	return d, nil
+}
+
 func (d Date) String() string { return d.Format(time.DateOnly) }
 
 // MarshalJSON writes "YYYY-MM-DD".

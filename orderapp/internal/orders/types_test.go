@@ -83,3 +83,30 @@ func TestJSON(t *testing.T) {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }
+
+func TestParseBound(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   Date
+		wantOK bool
+	}{
+		{"2026-01-02", NewDate(2026, 1, 2), true},
+		{"0001-01-02", NewDate(1, 1, 2), true},
+		{"9999-12-31", NewDate(9999, 12, 31), true},
+		{"0001-01-01", Date{}, false}, // time.Time's zero: a Filter would read it as no bound
+		{"2026-02-30", Date{}, false},
+		{"2026-1-2", Date{}, false},
+		{"", Date{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseBound(tt.in)
+			if (err == nil) != tt.wantOK {
+				t.Fatalf("ParseBound(%q) error = %v, want ok=%v", tt.in, err, tt.wantOK)
+			}
+			if !got.Equal(tt.want.Time) {
+				t.Errorf("ParseBound(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
