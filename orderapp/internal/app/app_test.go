@@ -272,6 +272,13 @@ func TestWrongPassword(t *testing.T) {
 		t.Errorf("the log does not report the rejected credentials:\n%s", logs)
 	}
 	assertNoSecrets(t, h, logs, "the log")
+	// The user and the server are vault secrets too; pgx names both in its
+	// connection errors, which the log must show scrubbed.
+	for _, v := range []string{appUser, h.pg.Addr()} {
+		if strings.Contains(logs, v) {
+			t.Errorf("the log holds the credential value %q:\n%s", v, logs)
+		}
+	}
 	res, err := http.Get(h.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -210,17 +210,34 @@ func (m *Manager) acquire() *pool {
 // a rotation retires it meanwhile. When fn fails because the server refused
 // the login, Do refreshes the credentials once (unless another call already
 // swapped the pool) and runs fn once more.
+//
+// Every error it returns is scrubbed of the pool's credential values: callers
+// log them, and a connection error may quote any of the four.
 func (m *Manager) Do(ctx context.Context, fn func(*sql.DB) error) error {
 	p, err := m.run(fn)
-	if err == nil || !IsLoginFailure(err) {
-		return err
+	if err == nil {
+		return nil
+	}
+	if !IsLoginFailure(err) {
+		return redactFor(err, p)
 	}
 	m.log.WarnContext(ctx, "database login failed; refreshing the credentials from the sidecar", "credentials", p.creds)
 	if rerr := m.recoverLogin(ctx, p); rerr != nil {
 		return errors.Join(redact(err, p.creds), rerr)
 	}
-	_, err = m.run(fn)
-	return err
+	p, err = m.run(fn)
+	if err == nil {
+		return nil
+	}
+	return redactFor(err, p)
+}
+
+// redactFor scrubs err of the credentials of p (nil: no pool, nothing to scrub).
+func redactFor(err error, p *pool) error {
+	if p == nil {
+		return err
+	}
+	return redact(err, p.creds)
 }
 
 // run calls fn with the pinned current pool and says which pool it was.
@@ -285,8 +302,9 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// redactedError replaces the password in a message (drivers may quote parts
-// of a DSN when they fail to parse it) while keeping the cause for errors.As.
+// redactedError replaces the credential values in a message (drivers quote
+// parts of a DSN when they fail to parse it, and name the user, database and
+// server when a connection fails) while keeping the cause for errors.As.
 type redactedError struct {
 	msg   string
 	cause error
@@ -300,10 +318,8 @@ func redact(err error, c secrets.Credentials) error {
 		return nil
 	}
 	msg := err.Error()
-	if c.Password != "" {
-		for _, form := range passwordForms(c.Password) {
-			msg = strings.ReplaceAll(msg, form, "[redacted]")
-		}
+	for _, form := range secretForms(c) {
+		msg = strings.ReplaceAll(msg, form, "[redacted]")
 	}
 	return &redactedError{msg: msg, cause: err}
 }
