@@ -693,3 +693,52 @@ func TestRefreshAtDrain(t *testing.T) {
 		})
 	}
 }
+
+// With refuseExpired on, the first watch message answers as a read would: an
+// expired or not-yet-valid secret ends the stream (non-optional) or is left
+// out (optional). With it off, the value is sent.
+func TestWatchFirstMessageRefuseExpired(t *testing.T) {
+	expired := keyvault.Secret{Value: "test-value-old", Version: "v1", Expires: t0.Add(-time.Hour)}
+	early := keyvault.Secret{Value: "test-value-early", Version: "v1", NotBefore: t0.Add(time.Hour)}
+	tests := []struct {
+		name     string
+		refuse   bool
+		s        keyvault.Secret
+		optional bool
+		want     error
+		first    map[string]string
+	}{
+		{"expired, refused", true, expired, false, ErrExpired, nil},
+		{"not yet valid, refused", true, early, false, ErrNotYetValid, nil},
+		{"expired optional, left out", true, expired, true, nil, map[string]string{"a": "v1=test-value-a"}},
+		{"expired, refuseExpired off", false, expired, false, nil, map[string]string{"a": "v1=test-value-a", "x": "v1=test-value-old"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newFakeVault(map[string]string{"a": "test-value-a"})
+			v.setSecret("x", tt.s)
+			cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "x", Optional: tt.optional})
+			cfg.Refresh.RefuseExpired = tt.refuse
+			h := newHarness(t, cfg, v)
+			h.c.Pass(t.Context(), true)
+			msgs, errc := watch(t, h.c)
+			if tt.want != nil {
+				select {
+				case err := <-errc:
+					var ne *NameError
+					if !errors.Is(err, tt.want) || !errors.As(err, &ne) || ne.Name != "x" {
+						t.Fatalf("Watch = %v, want %v naming x", err, tt.want)
+					}
+				case m := <-msgs:
+					t.Fatalf("Watch sent a first message of %d secrets, want %v", len(m), tt.want)
+				case <-time.After(10 * time.Second):
+					t.Fatal("Watch neither sent nor ended")
+				}
+				return
+			}
+			if diff := cmp.Diff(tt.first, recv(t, msgs)); diff != "" {
+				t.Errorf("first message (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
@@ -59,8 +60,9 @@ type sent struct{ version, value string }
 // Watch streams the named declared secrets (every one when names is empty) to
 // send: first all of them once each is settled, then each change of version
 // or value. It returns when ctx ends (nil), at Drain (ErrShuttingDown), when
-// a non-optional secret is absent or disabled at the start (ErrNotFound,
-// ErrDisabled, wrapped with its name), or when send fails.
+// a non-optional secret is absent or disabled at the start, or refused by
+// refuseExpired (ErrNotFound, ErrDisabled, ErrExpired, ErrNotYetValid, wrapped
+// with its name), or when send fails.
 func (c *Cache) Watch(ctx context.Context, names []string, send func([]*secretproxyv1.Secret) error) error {
 	var es []*entry
 	w := &watcher{latest: map[string]*secretproxyv1.Secret{}, notify: make(chan struct{}, 1)}
@@ -120,14 +122,19 @@ func (c *Cache) Watch(ctx context.Context, names []string, send func([]*secretpr
 	first := make([]*secretproxyv1.Secret, 0, len(es))
 	for _, e := range es {
 		v := e.view.Load()
+		// refuseExpired holds for the first message as for a read: it is the
+		// stream's answer to "what is the value now".
+		refused := c.refusedAsExpired(v)
 		switch {
-		case v.secret != nil && v.kind != kindDisabled:
+		case v.secret != nil && v.kind != kindDisabled && refused == nil:
 			first = append(first, v.secret)
 			last[e.decl.Name] = sent{v.secret.Version, v.secret.Value}
 		case e.decl.Optional:
-			// An optional secret absent or disabled is left out.
+			// An optional secret absent, disabled or refused is left out.
 		case v.kind == kindDisabled:
 			return &NameError{Name: e.decl.Name, Err: ErrDisabled}
+		case refused != nil:
+			return &NameError{Name: e.decl.Name, Err: refused}
 		default:
 			return &NameError{Name: e.decl.Name, Err: ErrNotFound}
 		}
@@ -159,6 +166,18 @@ func (c *Cache) Watch(ctx context.Context, names []string, send func([]*secretpr
 			return err
 		}
 	}
+}
+
+// refusedAsExpired returns ErrExpired or ErrNotYetValid when refuseExpired
+// is on and v's value is outside its validity, else nil.
+func (c *Cache) refusedAsExpired(v *view) error {
+	if v.secret == nil || !c.cfg.RefuseExpired {
+		return nil
+	}
+	if _, err := c.serve(v); errors.Is(err, ErrExpired) || errors.Is(err, ErrNotYetValid) {
+		return err
+	}
+	return nil
 }
 
 // NameError says which secret a failure is about.
