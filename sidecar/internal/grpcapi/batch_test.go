@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -11,7 +12,9 @@ import (
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 )
 
 // TestBatchGetRules checks DESIGN.md section 3's BatchGet rules at the
@@ -80,5 +83,40 @@ func TestBatchGetRules(t *testing.T) {
 				t.Errorf("names served (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// outageVault answers every read with a transient error.
+type outageVault struct{}
+
+func (outageVault) Get(context.Context, string, string) (keyvault.Secret, error) {
+	return keyvault.Secret{}, &keyvault.TransientError{Status: 503, Code: "ServiceUnavailable"}
+}
+
+// A batch without a deadline waits for a first load as long as one read
+// would (5 s), then answers UNAVAILABLE naming the secret.
+func TestBatchGetWaitsFiveSecondsWithoutDeadline(t *testing.T) {
+	cfg := config.Default()
+	cfg.Secrets = []config.Secret{{Name: "a"}, {Name: "b"}}
+	clk := clock.NewFake(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	c := cache.New(cfg, outageVault{}, cache.Options{Clock: clk})
+	c.Pass(t.Context(), true)
+	s := NewService(c)
+
+	created := clk.TimerCreated()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.BatchGetSecrets(context.Background(), &secretproxyv1.BatchGetSecretsRequest{Names: []string{"a", "b"}})
+		done <- err
+	}()
+	<-created
+	next, _ := clk.NextDeadline()
+	if d := next.Sub(clk.Now()); d > 5*time.Second || d < 4*time.Second {
+		t.Errorf("the batch waits %s for a first load, want 5 s", d)
+	}
+	clk.Advance(next.Sub(clk.Now()))
+	err := <-done
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), `"a"`) {
+		t.Errorf("got %s %q, want UNAVAILABLE naming a", st.Code(), st.Message())
 	}
 }
