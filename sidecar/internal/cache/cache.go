@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,10 @@ var (
 
 // errNotLoaded is internal: the read must wait for a first load.
 var errNotLoaded = errors.New("not loaded yet")
+
+// errHeldBack is the cause of a read that was not sent because the vault's
+// Retry-After began while it waited for a slot.
+var errHeldBack = errors.New("held back by the vault's Retry-After: not sent")
 
 // Fetcher reads one secret from the vault. *keyvault.Client is one.
 type Fetcher interface {
@@ -93,10 +98,9 @@ type entry struct {
 }
 
 type flight struct {
-	done     chan struct{}
-	batch    bool                  // started by a pass, which publishes its changes together
-	found    *secretproxyv1.Secret // set when the read changed the version or value
-	prevRead time.Time             // e.lastRead before this flight, restored if it never reads
+	done  chan struct{}
+	batch bool                  // started by a pass, which publishes its changes together
+	found *secretproxyv1.Secret // set when the read changed the version or value
 }
 
 // Cache holds the declared secrets.
@@ -337,7 +341,7 @@ func (c *Cache) startLocked(e *entry, batch bool) *flight {
 	if !e.lastRead.IsZero() && now.Sub(e.lastRead) < c.cfg.MinInterval.D() {
 		return nil
 	}
-	fl := &flight{done: make(chan struct{}), batch: batch, prevRead: e.lastRead}
+	fl := &flight{done: make(chan struct{}), batch: batch}
 	e.flight = fl
 	e.lastRead = now
 	go c.fetch(e, fl)
@@ -348,25 +352,27 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 	var s keyvault.Secret
 	var err error
 	var took time.Duration
+	slot := false
 	select {
 	case c.readSlots <- struct{}{}:
+		slot = true
 		// A 429 answered while this read queued for a slot holds it too:
 		// Key Vault throttles per vault, so no read may go out before
-		// Retry-After has passed.
+		// Retry-After has passed. It ends as if it had gone out and been
+		// throttled, so the outcome does not depend on which read won the
+		// race for a slot.
 		c.mu.Lock()
 		until := c.blockedUntil
 		c.mu.Unlock()
-		if c.clk.Now().Before(until) {
-			<-c.readSlots
-			c.skip(e, fl, until)
-			return
+		if now := c.clk.Now(); now.Before(until) {
+			err = &keyvault.TransientError{Status: http.StatusTooManyRequests, Code: "Throttled", RetryAfter: until.Sub(now), Err: errHeldBack}
+			break
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
 		start := time.Now()
 		s, err = c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
 		cancel()
 		took = time.Since(start)
-		<-c.readSlots
 	case <-c.ctx.Done():
 		err = &keyvault.TransientError{Err: c.ctx.Err()}
 	}
@@ -380,32 +386,15 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 	}
 	c.broadcastLocked()
 	c.mu.Unlock()
+	if slot {
+		// Released only now that a Retry-After in the answer is recorded, so
+		// the next queued read sees it.
+		<-c.readSlots
+	}
 	close(fl.done)
 	if !fl.batch {
 		// A read outside a pass may have scheduled a retry earlier than the
 		// refresher's timer; a pass's own reads are seen when it returns.
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// skip ends a flight that never read the vault because the vault started
-// throttling while it queued: the secret's state is left as it was, and its
-// read is scheduled for when Retry-After has passed.
-func (c *Cache) skip(e *entry, fl *flight, until time.Time) {
-	c.mu.Lock()
-	e.flight = nil
-	e.lastRead = fl.prevRead // it did not read, so minInterval must not hold the retry back
-	if e.nextRetry.IsZero() || e.nextRetry.Before(until) {
-		e.nextRetry = until
-	}
-	c.broadcastLocked()
-	c.mu.Unlock()
-	close(fl.done)
-	c.log.Debug("vault read postponed: the vault is throttling", "secret", e.decl.Name, "until", until)
-	if !fl.batch {
 		select {
 		case c.wake <- struct{}{}:
 		default:
