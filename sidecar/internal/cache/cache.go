@@ -465,14 +465,23 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 			if until.After(c.blockedUntil) {
 				c.blockedUntil = until
 			}
-			c.log.Warn("vault is throttling; no vault read before Retry-After has passed", "secret", name, "retryAfter", ra)
 		}
 		if retry.Before(c.blockedUntil) {
 			retry = c.blockedUntil
 		}
 		e.nextRetry = retry
-		c.log.Warn("vault read failed; serving the last good value if any", "secret", name, "loaded", e.value != nil,
-			"error", err.Error(), "failures", e.failures, "retryIn", retry.Sub(now), "duration", took)
+		switch _, throttled := keyvault.RetryAfter(err); {
+		case errors.Is(err, errHeldBack):
+			// One line per throttle is enough; the read that met it said so.
+			c.log.Debug("vault read held back by Retry-After; serving the last good value if any", "secret", name,
+				"loaded", e.value != nil, "retryIn", retry.Sub(now))
+		case throttled:
+			c.log.Warn("vault is throttling; no vault read before Retry-After has passed; serving the last good value if any",
+				"secret", name, "loaded", e.value != nil, "error", err.Error(), "failures", e.failures, "retryIn", retry.Sub(now), "duration", took)
+		default:
+			c.log.Warn("vault read failed; serving the last good value if any", "secret", name, "loaded", e.value != nil,
+				"error", err.Error(), "failures", e.failures, "retryIn", retry.Sub(now), "duration", took)
+		}
 		return nil
 	}
 	// Not found and disabled are settled answers: the next pass checks again.
