@@ -70,8 +70,13 @@ lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
 test: check-generated lint test-go test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), charts and Dockerfiles.
 	@$(call step,make test: all passed)
 
+.PHONY: test-deps
+test-deps: ## Install PostgreSQL from Debian's packages when missing (as root; otherwise say what to install).
+	@$(call step,test dependencies (PostgreSQL))
+	bash tools/scripts/install-test-deps.sh postgresql
+
 .PHONY: test-go
-test-go: ## Go tests of every workspace module, with -race.
+test-go: test-deps ## Go tests of every workspace module, with -race.
 	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && go test -race -count=1 -timeout 15m ./...); done
 
 .PHONY: test-charts
@@ -82,7 +87,7 @@ test-charts: ## Offline chart and Dockerfile checks (render, strict decode, lint
 .PHONY: test-slow
 test-slow: ## The slow tier: every rendered chart dry-run on a real kube-apiserver + etcd, Pod Security restricted enforced.
 	@$(call step,slow tier (tools/scripts/charts.sh slow))
-	bash tools/scripts/install-test-deps.sh
+	bash tools/scripts/install-test-deps.sh --require etcd
 	tools/scripts/charts.sh slow
 
 .PHONY: charts
