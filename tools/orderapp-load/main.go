@@ -86,22 +86,11 @@ func run(o options) error {
 		}
 	}
 
-	sc := sidecartest.New(sqliteCredentials(filepath.Join(dir, "orders.db")))
-	if err := sc.Listen(filepath.Join(dir, "grpc.sock")); err != nil {
-		return err
-	}
-	defer sc.Stop()
-	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite"}
-	if _, _, err := orderapp(bin, append([]string{"migrate"}, common...)...); err != nil {
-		return err
-	}
-	start := time.Now()
-	logs, _, err := orderapp(bin, append([]string{"seed", "--clients", strconv.Itoa(o.clients), "--orders-per-client", strconv.Itoa(o.orders)}, common...)...)
+	sc, common, st, seedTime, err := seedDatabase(bin, dir, "orders", o.clients, o.orders)
 	if err != nil {
 		return err
 	}
-	seedTime := time.Since(start)
-	st := seeded(logs)
+	defer sc.Stop()
 	fmt.Printf("seed: %d clients, %d orders, %d order lines in %s (%.0f lines/s, whole process)\n",
 		st.Clients, st.Orders, st.Lines, seedTime.Round(time.Millisecond), float64(st.Lines)/seedTime.Seconds())
 
@@ -226,22 +215,12 @@ func waitReady(base string) error {
 // measureExport seeds one client with n orders in its own database and
 // compares the peak memory of exporting all of them with exporting a few.
 func measureExport(bin, dir string, n int) error {
-	sc := sidecartest.New(sqliteCredentials(filepath.Join(dir, "export.db")))
-	if err := sc.Listen(filepath.Join(dir, "export.sock")); err != nil {
-		return err
-	}
-	defer sc.Stop()
-	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite"}
-	if _, _, err := orderapp(bin, append([]string{"migrate"}, common...)...); err != nil {
-		return err
-	}
-	start := time.Now()
-	logs, _, err := orderapp(bin, append([]string{"seed", "--clients", "1", "--orders-per-client", strconv.Itoa(n)}, common...)...)
+	sc, common, st, seedTime, err := seedDatabase(bin, dir, "export", 1, n)
 	if err != nil {
 		return err
 	}
-	st := seeded(logs)
-	fmt.Printf("export seed: 1 client, %d orders, %d lines in %s\n", st.Orders, st.Lines, time.Since(start).Round(time.Millisecond))
+	defer sc.Stop()
+	fmt.Printf("export seed: 1 client, %d orders, %d lines in %s\n", st.Orders, st.Lines, seedTime.Round(time.Millisecond))
 	for _, c := range []struct {
 		name string
 		args []string
@@ -272,6 +251,29 @@ func measureExport(bin, dir string, n int) error {
 		}
 	}
 	return nil
+}
+
+// seedDatabase creates the sqlite database dir/<name>.db behind a fake sidecar
+// on dir/<name>.sock, migrates and seeds it with the real orderapp binary, and
+// returns the sidecar (the caller stops it), the flags that reach it, and what
+// the seed wrote and how long it took.
+func seedDatabase(bin, dir, name string, clients, orders int) (*sidecartest.Server, []string, seedStats, time.Duration, error) {
+	sc := sidecartest.New(sqliteCredentials(filepath.Join(dir, name+".db")))
+	if err := sc.Listen(filepath.Join(dir, name+".sock")); err != nil {
+		return nil, nil, seedStats{}, 0, err
+	}
+	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite"}
+	if _, _, err := orderapp(bin, append([]string{"migrate"}, common...)...); err != nil {
+		sc.Stop()
+		return nil, nil, seedStats{}, 0, err
+	}
+	start := time.Now()
+	logs, _, err := orderapp(bin, append([]string{"seed", "--clients", strconv.Itoa(clients), "--orders-per-client", strconv.Itoa(orders)}, common...)...)
+	if err != nil {
+		sc.Stop()
+		return nil, nil, seedStats{}, 0, err
+	}
+	return sc, common, seeded(logs), time.Since(start), nil
 }
 
 // sqliteCredentials are the four secrets the app watches; sqlite uses only

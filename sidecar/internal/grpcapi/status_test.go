@@ -47,3 +47,16 @@ func TestToStatus(t *testing.T) {
 		})
 	}
 }
+
+// assertStatus fails t unless err has the code and a message containing msg,
+// and holds no secret value (test values all start with "test-value").
+func assertStatus(t *testing.T, err error, code codes.Code, msg string) {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != code || !strings.Contains(st.Message(), msg) {
+		t.Fatalf("got %s %q, want %s containing %q", st.Code(), st.Message(), code, msg)
+	}
+	if strings.Contains(st.Message(), "test-value") {
+		t.Errorf("message %q holds a secret value", st.Message())
+	}
+}
