@@ -181,18 +181,8 @@ func (p *testPod) startApp() {
 // orderapp runs a one-shot subcommand (migrate, seed) to its end.
 func (p *testPod) orderapp(ctx context.Context, args ...string) {
 	p.t.Helper()
-	proc, err := pod.Start(pod.Spec{Name: "orderapp " + args[0], Path: bins.OrderApp, Args: append(args, p.appArgs()...)})
-	if err != nil {
+	if err := pod.Run(ctx, pod.Spec{Name: "orderapp " + args[0], Path: bins.OrderApp, Args: append(args, p.appArgs()...)}); err != nil {
 		p.t.Fatal(err)
-	}
-	select {
-	case <-proc.Done():
-	case <-ctx.Done():
-		proc.Stop(5 * time.Second)
-		p.t.Fatalf("orderapp %s did not finish: %v\n%s", args[0], ctx.Err(), proc.Output())
-	}
-	if err := proc.ExitErr(); err != nil {
-		p.t.Fatalf("orderapp %s: %v\n%s", args[0], err, proc.Output())
 	}
 }
 

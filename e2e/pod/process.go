@@ -155,3 +155,23 @@ func (p *Process) Stop(grace time.Duration) error {
 		return errors.Join(fmt.Errorf("%s did not exit within %s of SIGTERM; killed", p.Name, grace), p.exitErr)
 	}
 }
+
+// Run starts a one-shot program and waits for it to end. When ctx ends first,
+// the program is stopped and ctx's error returned. The error of a failed run
+// carries what the program printed.
+func Run(ctx context.Context, spec Spec) error {
+	p, err := Start(spec)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		p.Stop(10 * time.Second)
+		return fmt.Errorf("%s did not finish: %w\n%s", spec.Name, ctx.Err(), p.Output())
+	}
+	if err := p.ExitErr(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", spec.Name, err, p.Output())
+	}
+	return nil
+}

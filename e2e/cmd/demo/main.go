@@ -265,20 +265,7 @@ func waitReady(ctx context.Context, url string, p *pod.Process) error {
 }
 
 func runToEnd(ctx context.Context, bin string, args []string, logs io.Writer) error {
-	p, err := pod.Start(pod.Spec{Name: "orderapp " + args[0], Path: bin, Args: args, Output: logs})
-	if err != nil {
-		return err
-	}
-	select {
-	case <-p.Done():
-		if err := p.ExitErr(); err != nil {
-			return fmt.Errorf("orderapp %s: %w", args[0], err)
-		}
-		return nil
-	case <-ctx.Done():
-		p.Stop(10 * time.Second)
-		return ctx.Err()
-	}
+	return pod.Run(ctx, pod.Spec{Name: "orderapp " + args[0], Path: bin, Args: args, Output: logs})
 }
 
 var rotationsRe = regexp.MustCompile(`(?m)^orderapp_credential_rotations_total\{result="success"\} (\d+)`)
