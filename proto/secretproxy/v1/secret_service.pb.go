@@ -608,6 +608,108 @@ func (x *RefreshSecretResponse) GetSecret() *Secret {
 	return nil
 }
 
+// GetAccessTokenRequest names the scope to get a token for.
+type GetAccessTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The scope, as declared in the sidecar's accessTokens.scopes, for example
+	// "https://database.windows.net/.default".
+	Scope         string `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccessTokenRequest) Reset() {
+	*x = GetAccessTokenRequest{}
+	mi := &file_secretproxy_v1_secret_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccessTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccessTokenRequest) ProtoMessage() {}
+
+func (x *GetAccessTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_secretproxy_v1_secret_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccessTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetAccessTokenRequest) Descriptor() ([]byte, []int) {
+	return file_secretproxy_v1_secret_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetAccessTokenRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// GetAccessTokenResponse holds an access token for the requested scope.
+type GetAccessTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bearer token. Never logged by the sidecar.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// When the token expires; the sidecar serves it at least 1 minute before.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAccessTokenResponse) Reset() {
+	*x = GetAccessTokenResponse{}
+	mi := &file_secretproxy_v1_secret_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAccessTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAccessTokenResponse) ProtoMessage() {}
+
+func (x *GetAccessTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_secretproxy_v1_secret_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAccessTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetAccessTokenResponse) Descriptor() ([]byte, []int) {
+	return file_secretproxy_v1_secret_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetAccessTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *GetAccessTokenResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_secretproxy_v1_secret_service_proto protoreflect.FileDescriptor
 
 const file_secretproxy_v1_secret_service_proto_rawDesc = "" +
@@ -648,13 +750,20 @@ const file_secretproxy_v1_secret_service_proto_rawDesc = "" +
 	"\x14RefreshSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"G\n" +
 	"\x15RefreshSecretResponse\x12.\n" +
-	"\x06secret\x18\x01 \x01(\v2\x16.secretproxy.v1.SecretR\x06secret2\xd8\x03\n" +
+	"\x06secret\x18\x01 \x01(\v2\x16.secretproxy.v1.SecretR\x06secret\"-\n" +
+	"\x15GetAccessTokenRequest\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\"k\n" +
+	"\x16GetAccessTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime2\xb9\x04\n" +
 	"\rSecretService\x12P\n" +
 	"\tGetSecret\x12 .secretproxy.v1.GetSecretRequest\x1a!.secretproxy.v1.GetSecretResponse\x12b\n" +
 	"\x0fBatchGetSecrets\x12&.secretproxy.v1.BatchGetSecretsRequest\x1a'.secretproxy.v1.BatchGetSecretsResponse\x12V\n" +
 	"\vListSecrets\x12\".secretproxy.v1.ListSecretsRequest\x1a#.secretproxy.v1.ListSecretsResponse\x12[\n" +
 	"\fWatchSecrets\x12#.secretproxy.v1.WatchSecretsRequest\x1a$.secretproxy.v1.WatchSecretsResponse0\x01\x12\\\n" +
-	"\rRefreshSecret\x12$.secretproxy.v1.RefreshSecretRequest\x1a%.secretproxy.v1.RefreshSecretResponseBGZEgithub.com/secretproxy/secretproxy/proto/secretproxy/v1;secretproxyv1b\x06proto3"
+	"\rRefreshSecret\x12$.secretproxy.v1.RefreshSecretRequest\x1a%.secretproxy.v1.RefreshSecretResponse\x12_\n" +
+	"\x0eGetAccessToken\x12%.secretproxy.v1.GetAccessTokenRequest\x1a&.secretproxy.v1.GetAccessTokenResponseBGZEgithub.com/secretproxy/secretproxy/proto/secretproxy/v1;secretproxyv1b\x06proto3"
 
 var (
 	file_secretproxy_v1_secret_service_proto_rawDescOnce sync.Once
@@ -668,7 +777,7 @@ func file_secretproxy_v1_secret_service_proto_rawDescGZIP() []byte {
 	return file_secretproxy_v1_secret_service_proto_rawDescData
 }
 
-var file_secretproxy_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_secretproxy_v1_secret_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_secretproxy_v1_secret_service_proto_goTypes = []any{
 	(*Secret)(nil),                  // 0: secretproxy.v1.Secret
 	(*GetSecretRequest)(nil),        // 1: secretproxy.v1.GetSecretRequest
@@ -681,35 +790,40 @@ var file_secretproxy_v1_secret_service_proto_goTypes = []any{
 	(*WatchSecretsResponse)(nil),    // 8: secretproxy.v1.WatchSecretsResponse
 	(*RefreshSecretRequest)(nil),    // 9: secretproxy.v1.RefreshSecretRequest
 	(*RefreshSecretResponse)(nil),   // 10: secretproxy.v1.RefreshSecretResponse
-	nil,                             // 11: secretproxy.v1.Secret.TagsEntry
-	(*timestamppb.Timestamp)(nil),   // 12: google.protobuf.Timestamp
+	(*GetAccessTokenRequest)(nil),   // 11: secretproxy.v1.GetAccessTokenRequest
+	(*GetAccessTokenResponse)(nil),  // 12: secretproxy.v1.GetAccessTokenResponse
+	nil,                             // 13: secretproxy.v1.Secret.TagsEntry
+	(*timestamppb.Timestamp)(nil),   // 14: google.protobuf.Timestamp
 }
 var file_secretproxy_v1_secret_service_proto_depIdxs = []int32{
-	11, // 0: secretproxy.v1.Secret.tags:type_name -> secretproxy.v1.Secret.TagsEntry
-	12, // 1: secretproxy.v1.Secret.update_time:type_name -> google.protobuf.Timestamp
-	12, // 2: secretproxy.v1.Secret.expire_time:type_name -> google.protobuf.Timestamp
-	12, // 3: secretproxy.v1.Secret.not_before_time:type_name -> google.protobuf.Timestamp
-	12, // 4: secretproxy.v1.Secret.refresh_time:type_name -> google.protobuf.Timestamp
+	13, // 0: secretproxy.v1.Secret.tags:type_name -> secretproxy.v1.Secret.TagsEntry
+	14, // 1: secretproxy.v1.Secret.update_time:type_name -> google.protobuf.Timestamp
+	14, // 2: secretproxy.v1.Secret.expire_time:type_name -> google.protobuf.Timestamp
+	14, // 3: secretproxy.v1.Secret.not_before_time:type_name -> google.protobuf.Timestamp
+	14, // 4: secretproxy.v1.Secret.refresh_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: secretproxy.v1.GetSecretResponse.secret:type_name -> secretproxy.v1.Secret
 	0,  // 6: secretproxy.v1.BatchGetSecretsResponse.secrets:type_name -> secretproxy.v1.Secret
 	0,  // 7: secretproxy.v1.ListSecretsResponse.secrets:type_name -> secretproxy.v1.Secret
 	0,  // 8: secretproxy.v1.WatchSecretsResponse.secrets:type_name -> secretproxy.v1.Secret
 	0,  // 9: secretproxy.v1.RefreshSecretResponse.secret:type_name -> secretproxy.v1.Secret
-	1,  // 10: secretproxy.v1.SecretService.GetSecret:input_type -> secretproxy.v1.GetSecretRequest
-	3,  // 11: secretproxy.v1.SecretService.BatchGetSecrets:input_type -> secretproxy.v1.BatchGetSecretsRequest
-	5,  // 12: secretproxy.v1.SecretService.ListSecrets:input_type -> secretproxy.v1.ListSecretsRequest
-	7,  // 13: secretproxy.v1.SecretService.WatchSecrets:input_type -> secretproxy.v1.WatchSecretsRequest
-	9,  // 14: secretproxy.v1.SecretService.RefreshSecret:input_type -> secretproxy.v1.RefreshSecretRequest
-	2,  // 15: secretproxy.v1.SecretService.GetSecret:output_type -> secretproxy.v1.GetSecretResponse
-	4,  // 16: secretproxy.v1.SecretService.BatchGetSecrets:output_type -> secretproxy.v1.BatchGetSecretsResponse
-	6,  // 17: secretproxy.v1.SecretService.ListSecrets:output_type -> secretproxy.v1.ListSecretsResponse
-	8,  // 18: secretproxy.v1.SecretService.WatchSecrets:output_type -> secretproxy.v1.WatchSecretsResponse
-	10, // 19: secretproxy.v1.SecretService.RefreshSecret:output_type -> secretproxy.v1.RefreshSecretResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	14, // 10: secretproxy.v1.GetAccessTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: secretproxy.v1.SecretService.GetSecret:input_type -> secretproxy.v1.GetSecretRequest
+	3,  // 12: secretproxy.v1.SecretService.BatchGetSecrets:input_type -> secretproxy.v1.BatchGetSecretsRequest
+	5,  // 13: secretproxy.v1.SecretService.ListSecrets:input_type -> secretproxy.v1.ListSecretsRequest
+	7,  // 14: secretproxy.v1.SecretService.WatchSecrets:input_type -> secretproxy.v1.WatchSecretsRequest
+	9,  // 15: secretproxy.v1.SecretService.RefreshSecret:input_type -> secretproxy.v1.RefreshSecretRequest
+	11, // 16: secretproxy.v1.SecretService.GetAccessToken:input_type -> secretproxy.v1.GetAccessTokenRequest
+	2,  // 17: secretproxy.v1.SecretService.GetSecret:output_type -> secretproxy.v1.GetSecretResponse
+	4,  // 18: secretproxy.v1.SecretService.BatchGetSecrets:output_type -> secretproxy.v1.BatchGetSecretsResponse
+	6,  // 19: secretproxy.v1.SecretService.ListSecrets:output_type -> secretproxy.v1.ListSecretsResponse
+	8,  // 20: secretproxy.v1.SecretService.WatchSecrets:output_type -> secretproxy.v1.WatchSecretsResponse
+	10, // 21: secretproxy.v1.SecretService.RefreshSecret:output_type -> secretproxy.v1.RefreshSecretResponse
+	12, // 22: secretproxy.v1.SecretService.GetAccessToken:output_type -> secretproxy.v1.GetAccessTokenResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_secretproxy_v1_secret_service_proto_init() }
@@ -723,7 +837,7 @@ func file_secretproxy_v1_secret_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_secretproxy_v1_secret_service_proto_rawDesc), len(file_secretproxy_v1_secret_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

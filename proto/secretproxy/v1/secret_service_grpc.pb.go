@@ -31,6 +31,7 @@ const (
 	SecretService_ListSecrets_FullMethodName     = "/secretproxy.v1.SecretService/ListSecrets"
 	SecretService_WatchSecrets_FullMethodName    = "/secretproxy.v1.SecretService/WatchSecrets"
 	SecretService_RefreshSecret_FullMethodName   = "/secretproxy.v1.SecretService/RefreshSecret"
+	SecretService_GetAccessToken_FullMethodName  = "/secretproxy.v1.SecretService/GetAccessToken"
 )
 
 // SecretServiceClient is the client API for SecretService service.
@@ -71,6 +72,19 @@ type SecretServiceClient interface {
 	// coalesced with any read in flight and limited to one vault read per secret
 	// per refresh.minInterval; within that interval it returns the cached secret.
 	RefreshSecret(ctx context.Context, in *RefreshSecretRequest, opts ...grpc.CallOption) (*RefreshSecretResponse, error)
+	// GetAccessToken returns a Microsoft Entra access token of the sidecar's own
+	// identity (workload identity or managed identity) for one scope of the
+	// sidecar's allowlist (accessTokens.scopes), so that an application can log
+	// in to a database without a password and without an Azure SDK. Tokens are
+	// cached per scope and refreshed before they expire; a token is never served
+	// within 1 minute of its expiry.
+	//
+	//   - PERMISSION_DENIED: the scope is not in accessTokens.scopes (an empty
+	//     allowlist turns this RPC off).
+	//   - INVALID_ARGUMENT: the scope is malformed.
+	//   - UNAVAILABLE: no valid token is cached and the identity endpoint failed;
+	//     the message says why. Retry.
+	GetAccessToken(ctx context.Context, in *GetAccessTokenRequest, opts ...grpc.CallOption) (*GetAccessTokenResponse, error)
 }
 
 type secretServiceClient struct {
@@ -140,6 +154,16 @@ func (c *secretServiceClient) RefreshSecret(ctx context.Context, in *RefreshSecr
 	return out, nil
 }
 
+func (c *secretServiceClient) GetAccessToken(ctx context.Context, in *GetAccessTokenRequest, opts ...grpc.CallOption) (*GetAccessTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAccessTokenResponse)
+	err := c.cc.Invoke(ctx, SecretService_GetAccessToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SecretServiceServer is the server API for SecretService service.
 // All implementations must embed UnimplementedSecretServiceServer
 // for forward compatibility.
@@ -178,6 +202,19 @@ type SecretServiceServer interface {
 	// coalesced with any read in flight and limited to one vault read per secret
 	// per refresh.minInterval; within that interval it returns the cached secret.
 	RefreshSecret(context.Context, *RefreshSecretRequest) (*RefreshSecretResponse, error)
+	// GetAccessToken returns a Microsoft Entra access token of the sidecar's own
+	// identity (workload identity or managed identity) for one scope of the
+	// sidecar's allowlist (accessTokens.scopes), so that an application can log
+	// in to a database without a password and without an Azure SDK. Tokens are
+	// cached per scope and refreshed before they expire; a token is never served
+	// within 1 minute of its expiry.
+	//
+	//   - PERMISSION_DENIED: the scope is not in accessTokens.scopes (an empty
+	//     allowlist turns this RPC off).
+	//   - INVALID_ARGUMENT: the scope is malformed.
+	//   - UNAVAILABLE: no valid token is cached and the identity endpoint failed;
+	//     the message says why. Retry.
+	GetAccessToken(context.Context, *GetAccessTokenRequest) (*GetAccessTokenResponse, error)
 	mustEmbedUnimplementedSecretServiceServer()
 }
 
@@ -202,6 +239,9 @@ func (UnimplementedSecretServiceServer) WatchSecrets(*WatchSecretsRequest, grpc.
 }
 func (UnimplementedSecretServiceServer) RefreshSecret(context.Context, *RefreshSecretRequest) (*RefreshSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RefreshSecret not implemented")
+}
+func (UnimplementedSecretServiceServer) GetAccessToken(context.Context, *GetAccessTokenRequest) (*GetAccessTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAccessToken not implemented")
 }
 func (UnimplementedSecretServiceServer) mustEmbedUnimplementedSecretServiceServer() {}
 func (UnimplementedSecretServiceServer) testEmbeddedByValue()                       {}
@@ -307,6 +347,24 @@ func _SecretService_RefreshSecret_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SecretService_GetAccessToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAccessTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SecretServiceServer).GetAccessToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SecretService_GetAccessToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SecretServiceServer).GetAccessToken(ctx, req.(*GetAccessTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SecretService_ServiceDesc is the grpc.ServiceDesc for SecretService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -329,6 +387,10 @@ var SecretService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RefreshSecret",
 			Handler:    _SecretService_RefreshSecret_Handler,
+		},
+		{
+			MethodName: "GetAccessToken",
+			Handler:    _SecretService_GetAccessToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
