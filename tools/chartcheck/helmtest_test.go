@@ -9,6 +9,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -187,4 +188,64 @@ func flagValues(args []string) map[string][]string {
 		}
 	}
 	return out
+}
+
+// TestMigrationJob: with migrations.enabled the Job and its ConfigMap are post-install and
+// post-upgrade hooks (ConfigMap first), the Job's sidecar declares the migration user's vault
+// secrets under the names the app asks for, and the serving pods' sidecar never declares them.
+func TestMigrationJob(t *testing.T) {
+	r := renderCI(t, ciFiles(t)["migrations"])
+	var job *batchv1.Job
+	configs := map[string]*corev1.ConfigMap{}
+	for _, o := range r.objects {
+		switch v := o.(type) {
+		case *batchv1.Job:
+			job = v
+		case *corev1.ConfigMap:
+			configs[v.Name] = v
+		}
+	}
+	if job == nil || len(configs) != 2 {
+		t.Fatalf("want a Job and two ConfigMaps, got job %v and %d ConfigMaps", job != nil, len(configs))
+	}
+	if job.Annotations["helm.sh/hook"] != "post-install,post-upgrade" {
+		t.Errorf("Job hook = %q, want post-install,post-upgrade", job.Annotations["helm.sh/hook"])
+	}
+	spec := job.Spec.Template.Spec
+	var jobConfig string
+	for _, v := range spec.Volumes {
+		if v.ConfigMap != nil {
+			jobConfig = v.ConfigMap.Name
+		}
+	}
+	appConfig := ""
+	for _, v := range r.deployment(t).Spec.Template.Spec.Volumes {
+		if v.ConfigMap != nil {
+			appConfig = v.ConfigMap.Name
+		}
+	}
+	if jobConfig == "" || jobConfig == appConfig || configs[jobConfig] == nil || configs[appConfig] == nil {
+		t.Fatalf("Job config %q and app config %q must be two rendered ConfigMaps", jobConfig, appConfig)
+	}
+	if got := configs[jobConfig].Annotations; got["helm.sh/hook"] != "post-install,post-upgrade" || got["helm.sh/hook-weight"] != "-1" {
+		t.Errorf("the Job's ConfigMap annotations %v: want the same hook, weight -1 (created before the Job)", got)
+	}
+	if !strings.Contains(configs[jobConfig].Data["config.yaml"], "sql-migrator-password") {
+		t.Errorf("the Job's sidecar does not read sql-migrator-password:\n%s", configs[jobConfig].Data["config.yaml"])
+	}
+	if strings.Contains(configs[appConfig].Data["config.yaml"], "sql-migrator") {
+		t.Error("the application's sidecar declares the migration user's secrets")
+	}
+	if len(spec.InitContainers) != 1 || spec.InitContainers[0].RestartPolicy == nil || *spec.InitContainers[0].RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Error("the Job's sidecar must be a native sidecar, or the Job never completes")
+	}
+	if len(spec.Containers) != 1 || len(spec.Containers[0].Args) == 0 || spec.Containers[0].Args[0] != "migrate" {
+		t.Errorf("the Job runs %v, want orderapp migrate", spec.Containers)
+	}
+	if spec.RestartPolicy != corev1.RestartPolicyNever || spec.ServiceAccountName != r.deployment(t).Spec.Template.Spec.ServiceAccountName {
+		t.Errorf("Job pod: restartPolicy %q, service account %q; want Never and the app's (the federated one)", spec.RestartPolicy, spec.ServiceAccountName)
+	}
+	if job.Spec.Template.Labels["azure.workload.identity/use"] != "true" {
+		t.Error("the Job's pod lacks the Workload Identity label: its sidecar would get no token")
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -131,6 +132,8 @@ func TestRenderKinds(t *testing.T) {
 		"podmonitor":        {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "PodMonitor", "Service", "Service", "ServiceAccount"},
 		"networkpolicy":     {"ConfigMap", "Deployment", "NetworkPolicy", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
 		"legacy-sidecar":    {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		// The migration Job and its sidecar's ConfigMap, both post-install/post-upgrade hooks.
+		"migrations": {"ConfigMap", "ConfigMap", "Deployment", "Job", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
 	}
 	files := ciFiles(t)
 	for name := range files {
@@ -303,6 +306,11 @@ func TestSecurityDefaults(t *testing.T) {
 			pods := map[string]podUnderTest{"deployment " + d.Name: {&d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec}}
 			for _, p := range r.pods() {
 				pods["pod "+p.Name] = podUnderTest{&p.ObjectMeta, &p.Spec}
+			}
+			for _, o := range r.objects {
+				if j, ok := o.(*batchv1.Job); ok {
+					pods["job "+j.Name] = podUnderTest{&j.Spec.Template.ObjectMeta, &j.Spec.Template.Spec}
+				}
 			}
 			for what, p := range pods {
 				t.Run(what, func(t *testing.T) { checkRestricted(t, eval, lv, p) })

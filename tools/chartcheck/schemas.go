@@ -205,7 +205,7 @@ func writeSchema(path string, schema any) error {
 var ChartKinds = []SchemaKind{
 	{"", "v1", "ConfigMap"}, {"", "v1", "Service"}, {"", "v1", "ServiceAccount"},
 	{"", "v1", "Pod"}, // the helm test hook
-	{"apps", "v1", "Deployment"}, {"policy", "v1", "PodDisruptionBudget"},
+	{"apps", "v1", "Deployment"}, {"batch", "v1", "Job"}, {"policy", "v1", "PodDisruptionBudget"},
 	{"networking.k8s.io", "v1", "NetworkPolicy"},
 }
 
