@@ -366,7 +366,7 @@ func TestPipelineDoesWhatTheDocsSay(t *testing.T) {
 	text := string(raw)
 	for _, want := range []string{
 		"make test\n", "make test-slow",
-		"az acr build", "--file \"${image#*:}\"", "secret-proxy:Dockerfile.sidecar", "orderapp:Dockerfile.app",
+		"az acr run --registry \"$(acrName)\" --file deploy/acr-build.yaml --set tag=\"$(imageTag)\" .",
 		"az acr repository show", "--query digest",
 		"helm upgrade --install", "--atomic --wait",
 		"--set image.digest=\"$(appDigest)\"", "--set secretProxy.image.digest=\"$(sidecarDigest)\"",
@@ -459,5 +459,84 @@ func TestPipelineCheckCatches(t *testing.T) {
 				t.Errorf("want a problem containing %q, got %q", tt.want, got)
 			}
 		})
+	}
+}
+
+// acrTask is the subset of the ACR Tasks YAML (v1.1.0) deploy/acr-build.yaml uses.
+type acrTask struct {
+	Version string `yaml:"version"`
+	Steps   []struct {
+		ID    string   `yaml:"id"`
+		Build string   `yaml:"build"`
+		Push  []string `yaml:"push"`
+		Env   []string `yaml:"env"`
+		When  []string `yaml:"when"`
+	} `yaml:"steps"`
+}
+
+// TestACRTaskFile: deploy/acr-build.yaml builds both Dockerfiles with BuildKit (they use
+// RUN --mount, which the classic builder of `az acr build` refuses) and pushes what it built.
+func TestACRTaskFile(t *testing.T) {
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "acr-build.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var task acrTask
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&task); err != nil {
+		t.Fatalf("deploy/acr-build.yaml: %v", err)
+	}
+	if task.Version != "v1.1.0" {
+		t.Errorf("version %q, want v1.1.0 (the $Registry alias needs it)", task.Version)
+	}
+	built := map[string]string{} // image -> Dockerfile
+	var pushed []string
+	ids := map[string]bool{}
+	buildRe := regexp.MustCompile(`^-t (\$Registry/[a-z-]+:\{\{\.Values\.tag\}\}) -f (Dockerfile\.[a-z]+) --build-arg VERSION=\{\{\.Values\.tag\}\} \.$`)
+	for _, s := range task.Steps {
+		for _, w := range s.When {
+			if w != "-" && !ids[w] {
+				t.Errorf("step %s waits for %q, which is no earlier step", s.ID, w)
+			}
+		}
+		ids[s.ID] = true
+		if s.Build != "" {
+			m := buildRe.FindStringSubmatch(s.Build)
+			if m == nil {
+				t.Errorf("step %s: build %q is not -t $Registry/<image>:{{.Values.tag}} -f <Dockerfile> --build-arg VERSION=... .", s.ID, s.Build)
+				continue
+			}
+			if !slices.Contains(s.Env, "DOCKER_BUILDKIT=1") {
+				t.Errorf("step %s builds without DOCKER_BUILDKIT=1", s.ID)
+			}
+			built[m[1]] = m[2]
+		}
+		pushed = append(pushed, s.Push...)
+	}
+	for _, df := range []string{"Dockerfile.sidecar", "Dockerfile.app"} {
+		found := false
+		for _, f := range built {
+			found = found || f == df
+		}
+		if !found {
+			t.Errorf("%s is not built", df)
+		}
+		content, err := os.ReadFile(filepath.Join(root, df))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(content, []byte("RUN --mount=")) {
+			t.Logf("%s no longer uses RUN --mount: `az acr build` would do (see docs/aks.md)", df)
+		}
+	}
+	for img := range built {
+		if !slices.Contains(pushed, img) {
+			t.Errorf("%s is built but not pushed", img)
+		}
+	}
+	if len(pushed) != len(built) {
+		t.Errorf("pushed %v, built %v", pushed, built)
 	}
 }
