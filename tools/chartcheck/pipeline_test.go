@@ -371,6 +371,7 @@ func TestPipelineDoesWhatTheDocsSay(t *testing.T) {
 		"helm upgrade --install", "--atomic --wait",
 		"--set image.digest=\"$(appDigest)\"", "--set secretProxy.image.digest=\"$(sidecarDigest)\"",
 		"--set secretProxy.auth.mode=workload-identity", "--set secretProxy.auth.clientId=\"$(workloadIdentityClientId)\"",
+		"--set migrations.enabled=true",
 		"helm test \"$(releaseName)\"",
 		"kubelogin convert-kubeconfig -l azurecli",
 	} {

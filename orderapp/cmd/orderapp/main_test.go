@@ -210,6 +210,8 @@ func TestFlagDefaults(t *testing.T) {
 		{"seed", with(map[string]string{"clients": "100", "orders-per-client": "20", "seed": "1"})},
 		// --client and --format are required: no default.
 		{"export", with(map[string]string{"client": "", "from": "", "to": "", "format": ""})},
+		// check takes none of the common flags: no database, no sidecar socket.
+		{"check", map[string]string{"url": "", "client": "1", "sidecar-ops": "", "secret": "", "timeout": "2m0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cmd, func(t *testing.T) {
