@@ -2,7 +2,8 @@
 // kvemulator) for `make demo` and the end-to-end tests.
 //
 //	kv-emulator --vault-listen 127.0.0.1:8443 --identity-listen 127.0.0.1:8081 \
-//	            --seed secrets.yaml --ca-out ca.pem --identity-header-out header.txt
+//	            --seed secrets.yaml --ca-out ca.pem --identity-header-out header.txt \
+//	            [--rate-limit 4000/10s]
 //
 // Once both listeners serve, it prints the environment a client needs, one
 // KEY=value per line on stdout, then "kv-emulator ready". Logs go to stderr.
@@ -44,6 +45,7 @@ type config struct {
 	seed, caOut, headerOut      string
 	federatedTokenOut, tenantID string
 	logLevel, logFormat         string
+	rateLimit                   kvemulator.RateLimit
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -59,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.tenantID, "tenant-id", kvemulator.DefaultTenantID, "tenant id announced in the Key Vault challenge and served by the authority")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug | info | warn | error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text | json")
+	rate := fs.String("rate-limit", "off", "vault-wide budget `N/10s` (N vault requests per sliding 10 s window, shared by every caller; over it: 429 Throttled with Retry-After), or off")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -66,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q: every option is a flag", fs.Args())
 	}
 	var problems []error
+	var err error
 	if err := kvemulator.CheckLoopback(c.vaultListen); err != nil {
 		problems = append(problems, fmt.Errorf("--vault-listen: %w", err))
 	}
@@ -74,6 +78,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
+	}
+	if c.rateLimit, err = kvemulator.ParseRateLimit(*rate); err != nil {
+		problems = append(problems, fmt.Errorf("--rate-limit: %w", err))
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
@@ -132,6 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		VaultAddr:    c.vaultListen,
 		IdentityAddr: c.identityListen,
 		Logger:       log,
+		RateLimit:    c.rateLimit,
 	})
 	if err != nil {
 		return err
