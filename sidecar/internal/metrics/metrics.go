@@ -31,6 +31,12 @@ const (
 	RefreshError     = "error"
 )
 
+// Phases of secretproxy_vault_throttled_total.
+const (
+	PhaseStartup = "startup" // some declared secret has never been loaded
+	PhaseSteady  = "steady"  // every declared secret is loaded: a refresh was throttled
+)
+
 // Metrics holds every instrument. Build it once with New.
 type Metrics struct {
 	VaultRequests *prometheus.CounterVec
@@ -43,6 +49,8 @@ type Metrics struct {
 	Watchers      prometheus.Gauge
 	TokenRequests *prometheus.CounterVec
 	BuildInfo     *prometheus.GaugeVec
+	// VaultThrottled counts 429 answers that reached the refresher.
+	VaultThrottled *prometheus.CounterVec
 
 	GRPCHandled  *prometheus.CounterVec
 	GRPCHandling *prometheus.HistogramVec
@@ -110,6 +118,10 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 			Namespace: Namespace, Name: "token_requests_total",
 			Help: "Calls to the credential's GetToken, by result (success, error).",
 		}, []string{"result"}),
+		VaultThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "vault_throttled_total",
+			Help: "Vault reads answered 429 (throttled), by phase: startup (a declared secret not loaded yet) or steady (every secret loaded; a refresh was throttled, so the fleet reads more than the vault allows).",
+		}, []string{"phase"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "build_info",
 			Help: "Always 1; version is the secret-proxy build, goversion the Go toolchain.",
@@ -127,7 +139,7 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 	}
 	reg.MustRegister(
 		m.VaultRequests, m.VaultDuration, m.Refresh, m.LastSuccess, m.Expiry, m.Stale,
-		m.CacheReads, m.Watchers, m.TokenRequests, m.BuildInfo, m.GRPCHandled, m.GRPCHandling,
+		m.CacheReads, m.Watchers, m.TokenRequests, m.BuildInfo, m.VaultThrottled, m.GRPCHandled, m.GRPCHandling,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -138,6 +150,8 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 	m.VaultDuration.WithLabelValues("get")
 	m.TokenRequests.WithLabelValues("success")
 	m.TokenRequests.WithLabelValues("error")
+	m.VaultThrottled.WithLabelValues(PhaseStartup)
+	m.VaultThrottled.WithLabelValues(PhaseSteady)
 	for _, name := range declared {
 		for _, r := range []string{RefreshChanged, RefreshUnchanged, RefreshError} {
 			m.Refresh.WithLabelValues(name, r)
