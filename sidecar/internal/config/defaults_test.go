@@ -7,9 +7,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestDefaultsMatchDesign pins every default of DESIGN.md section 4, written
+// TestDefaultsPinned pins every default of docs/reference/config.md, written
 // out here rather than taken from Default(), so that a changed default fails.
-func TestDefaultsMatchDesign(t *testing.T) {
+func TestDefaultsPinned(t *testing.T) {
 	want := Config{
 		Vault: Vault{URL: "", DisableChallengeResourceVerification: false},
 		Auth:  Auth{Mode: "default", ClientID: "", DisableInstanceDiscovery: false},
