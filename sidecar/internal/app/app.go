@@ -82,6 +82,9 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckEnvironment(o.KeyVault.Getenv); err != nil {
+		return nil, err
+	}
 	if o.Version == "" {
 		o.Version = "dev"
 	}
