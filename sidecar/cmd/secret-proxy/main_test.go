@@ -79,11 +79,9 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// TestBinary builds secret-proxy, runs it as a process against the emulator
-// (trusting its CA through SSL_CERT_FILE, as in a pod), reads a secret over
-// the unix socket, sends SIGTERM and expects exit 0.
-func TestBinary(t *testing.T) {
-	dir := t.TempDir()
+// buildBinary builds secret-proxy into dir with version test-1.2.3.
+func buildBinary(t *testing.T, dir string) string {
+	t.Helper()
 	bin := filepath.Join(dir, "secret-proxy")
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -94,6 +92,15 @@ func TestBinary(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestBinary builds secret-proxy, runs it as a process against the emulator
+// (trusting its CA through SSL_CERT_FILE, as in a pod), reads a secret over
+// the unix socket, sends SIGTERM and expects exit 0.
+func TestBinary(t *testing.T) {
+	dir := t.TempDir()
+	bin := buildBinary(t, dir)
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "secret-proxy test-1.2.3 ") {
 		t.Fatalf("--version = %q, %v", out, err)
