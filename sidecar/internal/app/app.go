@@ -139,9 +139,9 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		Handler:           ops.Handler(reg, a.ready),
 		ReadHeaderTimeout: 5 * time.Second,
 		// Accept errors and the like go to the structured log, not stderr as text.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 30 * time.Second,
 	}
 
 	opened := a // the named result is nil on the error paths
