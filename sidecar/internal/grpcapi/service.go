@@ -127,6 +127,10 @@ func (s *Service) WatchSecrets(req *secretproxyv1.WatchSecretsRequest, stream gr
 		return sendErr
 	})
 	switch {
+	case err == nil && stream.Context().Err() != nil:
+		// The client went away (it cancelled, or it failed to take a
+		// message): the stream did not succeed and must not count as OK.
+		return status.FromContextError(stream.Context().Err()).Err()
 	case err == nil:
 		return nil
 	case sendErr != nil:
