@@ -20,6 +20,12 @@ import (
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 )
 
+// MaxMessageBytes is the largest message the client accepts, and the sidecar
+// sends: the first WatchSecrets message of the largest pod the sidecar accepts
+// (200 declared secrets of Key Vault's 25 KiB limit, with their metadata) is
+// about 8 MiB at most, over gRPC's 4 MiB default.
+const MaxMessageBytes = 16 << 20
+
 // DefaultTarget is where the sidecar listens on TCP by default.
 const DefaultTarget = "127.0.0.1:50051"
 
@@ -103,6 +109,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		// The sidecar is in the same pod: a unix socket or loopback, never the network.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
 	}
 	if s.token != "" || s.tokenFile != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: s.token, file: s.tokenFile}))

@@ -70,6 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		err = ps
 	}
+	if err == nil {
+		// What start would refuse about files and the environment, --check
+		// reports too.
+		err = cfg.CheckEnvironment(os.Getenv)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "secret-proxy: %s: %v\n", *cfgPath, err)
 		return 2
@@ -81,6 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a, err := app.New(cfg, app.Options{Version: version})
 	if err != nil {
 		fmt.Fprintf(stderr, "secret-proxy: %v\n", err)
+		// Every configuration error exits 2, also one found only now (a
+		// file that changed since the check above).
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			return 2
+		}
 		return 1
 	}
 	if err := a.Run(ctx); err != nil {
