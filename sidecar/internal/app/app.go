@@ -44,7 +44,7 @@ type Options struct {
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// ShutdownTimeout bounds the graceful stop of the gRPC server. Default 8 s,
-	// inside Kubernetes' default 30 s grace period and the 10 s the design promises.
+	// inside Kubernetes' default 30 s grace period and the 10 s docs/reference/api.md promises.
 	ShutdownTimeout time.Duration
 }
 

@@ -155,7 +155,7 @@ func (s *Service) RefreshSecret(ctx context.Context, req *secretproxyv1.RefreshS
 	return &secretproxyv1.RefreshSecretResponse{Secret: sec}, nil
 }
 
-// toStatus translates a cache error into the status of DESIGN.md section 3.
+// toStatus translates a cache error into the status of docs/reference/api.md.
 // Messages name the secret and say what to do; they never hold a value.
 func toStatus(name string, err error) error {
 	var code codes.Code
