@@ -26,7 +26,7 @@ func TestDefaultsPinned(t *testing.T) {
 			AllowNonLoopback: false,
 			Unix:             "",
 			Ops:              "0.0.0.0:9090",
-			// Not in DESIGN.md: added with the connection bounds (issue 9).
+			// Added with the connection bounds (issue 9).
 			MaxConnections:    256,
 			OpsMaxConnections: 32,
 		},
