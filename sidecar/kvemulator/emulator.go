@@ -150,8 +150,9 @@ type Emulator struct {
 	now func() time.Time
 	// tokenNow is the clock for token lifetimes: the real clock, because
 	// MSAL compares expires_on with it. Tests of expiry replace it.
-	tokenNow      func() time.Time
-	tenantID      string
+	tokenNow func() time.Time
+	tenantID string
+	// tokenLifetime is guarded by mu (the admin API changes it).
 	tokenLifetime time.Duration
 
 	vaultURL       string
@@ -176,7 +177,9 @@ type Emulator struct {
 	idFault  Fault              // token endpoints (managed identity and Entra)
 	requests []Request
 	tokens   map[string]issuedToken
-	rate     *rateLimiter
+	// nextTokens are queued by IssueNext, per normalized resource.
+	nextTokens map[string][]string
+	rate       *rateLimiter
 }
 
 // Start starts both listeners; they are serving when it returns.

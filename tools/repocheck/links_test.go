@@ -153,7 +153,7 @@ func TestCheckersCatchOutsidePointers(t *testing.T) {
 		{"docs/a.md", "reference/api.md#status-codes", ""},
 		{"docs/a.md", "reference/", ""},
 		{"docs/a.md", "https://learn.microsoft.com/azure/", ""},
-		{"docs/a.md", "../../shared/x.md", "is outside the repository"},
+		{"docs/a.md", "../../outside/x.md", "is outside the repository"},
 		{"README.md", "../x.md", "is outside the repository"},
 		{"docs/a.md", "reference/gone.md", "does not exist in the repository"},
 	} {

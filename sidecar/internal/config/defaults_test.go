@@ -26,12 +26,14 @@ func TestDefaultsPinned(t *testing.T) {
 			AllowNonLoopback: false,
 			Unix:             "",
 			Ops:              "0.0.0.0:9090",
-			// Not in DESIGN.md: added with the connection bounds (issue 9).
+			// Added with the connection bounds (issue 9).
 			MaxConnections:    256,
 			OpsMaxConnections: 32,
 		},
 		ClientAuth: ClientAuth{TokenFile: "", AllowedUIDs: nil},
 		Log:        Log{Level: "info", Format: "json"},
+		// Issue 11: GetAccessToken is off until scopes are declared.
+		AccessTokens: AccessTokens{Scopes: nil, RefreshBefore: Duration(5 * time.Minute)},
 	}
 	got, err := Parse([]byte("vault: {url: https://x.vault.azure.net/}\nsecrets: [{name: a}]\n"))
 	if err != nil {
