@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
+	"github.com/secretproxy/secretproxy/orderapp/internal/dbconn"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
@@ -64,9 +65,21 @@ type harness struct {
 func start(t *testing.T, sidecarPW string) *harness {
 	t.Helper()
 	pg := pgtest.Start(t)
+	createOrders(t, pg)
+	return startApp(t, pg, sidecarPW)
+}
+
+// createOrders creates the application's role (password pw1) and its loaded database.
+func createOrders(t *testing.T, pg *pgtest.Server) {
+	t.Helper()
 	db := dbtest.PostgresOn(t, pg, appUser, pw1, database)
 	dbtest.Load(t, db)
 	db.DB.Close()
+}
+
+// startApp runs the application against pg as start does, whatever state pg is in.
+func startApp(t *testing.T, pg *pgtest.Server, sidecarPW string) *harness {
+	t.Helper()
 	sc := sidecartest.Start(t, map[string]string{
 		"db-server": pg.Addr(), "db-user": appUser, "db-password": sidecarPW, "db-name": database,
 	})
@@ -75,6 +88,7 @@ func start(t *testing.T, sidecarPW string) *harness {
 		Sidecar: sc.Target(), Driver: dialect.Postgres, Names: secrets.DefaultNames(),
 		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		SidecarBackoffMin: 50 * time.Millisecond, SidecarBackoffMax: 500 * time.Millisecond,
+		DBRetry: dbconn.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -97,17 +111,22 @@ func start(t *testing.T, sidecarPW string) *harness {
 }
 
 func (h *harness) get(ctx context.Context, path string) (int, error) {
+	code, _, err := h.getBody(ctx, path)
+	return code, err
+}
+
+func (h *harness) getBody(ctx context.Context, path string) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+path, nil)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer res.Body.Close()
-	_, _ = io.Copy(io.Discard, res.Body)
-	return res.StatusCode, nil
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, string(body), err
 }
 
 // eventually polls cond every 20 ms for at most 15 s.
