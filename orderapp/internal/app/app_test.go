@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -276,7 +277,9 @@ func TestWrongPassword(t *testing.T) {
 	l := startLoad(h, 2)
 	eventually(t, "some requests", func() bool { return l.ok.Load() >= 20 })
 	h.sc.Publish(map[string]string{"db-password": wrongPW})
-	eventually(t, "the failure counted", func() bool { return rotations(t, reg, "failure") == 1 })
+	// The rejected set is retried with back-off (it may work once the
+	// database has the new password), so each attempt counts.
+	eventually(t, "the failure counted", func() bool { return rotations(t, reg, "failure") >= 1 })
 	before := l.ok.Load()
 	eventually(t, "requests after the failure", func() bool { return l.ok.Load() >= before+40 })
 	l.finish(t)
@@ -304,7 +307,7 @@ func TestWrongPassword(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if !strings.Contains(string(body), `orderapp_credential_rotations_total{result="failure"} 1`) {
+	if !regexp.MustCompile(`orderapp_credential_rotations_total\{result="failure"\} [1-9]`).Match(body) {
 		t.Errorf("/metrics lacks the failure count")
 	}
 	assertNoSecrets(t, h, string(body), "/metrics")
