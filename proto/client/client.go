@@ -21,6 +21,12 @@ import (
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 )
 
+// MaxMessageBytes is the largest message the client accepts, and the sidecar
+// sends: the first WatchSecrets message of the largest pod the sidecar accepts
+// (200 declared secrets of Key Vault's 25 KiB limit, with their metadata) is
+// about 8 MiB at most, over gRPC's 4 MiB default.
+const MaxMessageBytes = 16 << 20
+
 // DefaultTarget is where the sidecar listens on TCP by default.
 const DefaultTarget = "127.0.0.1:50051"
 
@@ -107,6 +113,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithConnectParams(connectParams(s.minBackoff, s.maxBackoff)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
 	}
 	if s.token != "" || s.tokenFile != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: s.token, file: s.tokenFile}))

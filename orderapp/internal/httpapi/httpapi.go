@@ -1,4 +1,4 @@
-// Package httpapi serves the order application's HTTP API (DESIGN.md section 7):
+// Package httpapi serves the order application's HTTP API (docs/reference/orderapp.md):
 // JSON resources, validated filters, errors as {"error":{"code","message"}} with
 // the matching status, never a stack trace or SQL text; plus /livez, /readyz
 // and /metrics, with request metrics on every route.

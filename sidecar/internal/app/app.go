@@ -24,6 +24,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
 	"github.com/secretproxy/secretproxy/sidecar/internal/grpcapi"
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
@@ -43,7 +44,7 @@ type Options struct {
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// ShutdownTimeout bounds the graceful stop of the gRPC server. Default 8 s,
-	// inside Kubernetes' default 30 s grace period and the 10 s the design promises.
+	// inside Kubernetes' default 30 s grace period and the 10 s docs/reference/api.md promises.
 	ShutdownTimeout time.Duration
 }
 
@@ -80,6 +81,9 @@ func NewLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
 // served until Run.
 func New(cfg config.Config, o Options) (a *App, err error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.CheckEnvironment(o.KeyVault.Getenv); err != nil {
 		return nil, err
 	}
 	if o.Version == "" {
@@ -134,8 +138,10 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	a.ops = &http.Server{
 		Handler:           ops.Handler(reg, a.ready),
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		// Accept errors and the like go to the structured log, not stderr as text.
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 30 * time.Second,
 	}
 
 	opened := a // the named result is nil on the error paths
@@ -144,20 +150,30 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 			opened.closeListeners()
 		}
 	}()
+	// Each listener has its own bound, so that a flood of one (every
+	// process of the pod can reach the gRPC listeners) never takes the file
+	// descriptors the kubelet's probes need on the ops listener.
+	maxGRPC, maxOps := cfg.Listen.ConnectionLimits()
 	if cfg.Listen.GRPC != "" {
-		if a.tcp, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+		l, err := net.Listen("tcp", cfg.Listen.GRPC)
+		if err != nil {
 			return nil, fmt.Errorf("listen on listen.grpc: %w", err)
 		}
+		a.tcp = connlimit.Wrap(l, maxGRPC, "grpc", log)
 	}
 	if cfg.Listen.Unix != "" {
-		if a.unix, err = listenUnix(cfg.Listen.Unix); err != nil {
+		l, err := listenUnix(cfg.Listen.Unix)
+		if err != nil {
 			return nil, err
 		}
+		a.unix = connlimit.Wrap(l, maxGRPC, "unix", log)
 	}
 	if cfg.Listen.Ops != "" {
-		if a.opsLis, err = net.Listen("tcp", cfg.Listen.Ops); err != nil {
+		l, err := net.Listen("tcp", cfg.Listen.Ops)
+		if err != nil {
 			return nil, fmt.Errorf("listen on listen.ops: %w", err)
 		}
+		a.opsLis = connlimit.Wrap(l, maxOps, "ops", log)
 	}
 	return a, nil
 }

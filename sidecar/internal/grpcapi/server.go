@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/secretproxy/secretproxy/proto/client"
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
@@ -63,6 +64,14 @@ func NewServer(o ServerOptions) *Server {
 	s := grpc.NewServer(
 		grpc.Creds(PeerCredentials()),
 		grpc.MaxRecvMsgSize(256<<10),
+		// What the project's client accepts: a larger message fails the
+		// call RESOURCE_EXHAUSTED on this side, where it is counted,
+		// instead of on the client's.
+		grpc.MaxSendMsgSize(client.MaxMessageBytes),
+		// A connection that has not finished its HTTP/2 handshake after
+		// this is closed (default 120 s): local clients take milliseconds,
+		// and each connection holds a slot of listen.maxConnections.
+		grpc.ConnectionTimeout(10*time.Second),
 		// Clients are local and hold watch streams for hours: let them
 		// keep connections alive with pings (the default would GOAWAY a
 		// client that pings more often than every 5 minutes).

@@ -127,6 +127,10 @@ func (s *Service) WatchSecrets(req *secretproxyv1.WatchSecretsRequest, stream gr
 		return sendErr
 	})
 	switch {
+	case err == nil && stream.Context().Err() != nil:
+		// The client went away (it cancelled, or it failed to take a
+		// message): the stream did not succeed and must not count as OK.
+		return status.FromContextError(stream.Context().Err()).Err()
 	case err == nil:
 		return nil
 	case sendErr != nil:
@@ -151,7 +155,7 @@ func (s *Service) RefreshSecret(ctx context.Context, req *secretproxyv1.RefreshS
 	return &secretproxyv1.RefreshSecretResponse{Secret: sec}, nil
 }
 
-// toStatus translates a cache error into the status of DESIGN.md section 3.
+// toStatus translates a cache error into the status of docs/reference/api.md.
 // Messages name the secret and say what to do; they never hold a value.
 func toStatus(name string, err error) error {
 	var code codes.Code

@@ -10,10 +10,10 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// TestDesignMetrics checks every metric of DESIGN.md section 6: its name,
+// TestMetricFamilies checks every metric of docs/reference/metrics.md: its name,
 // type and label names, and that its help text is not empty, once each
 // metric has a series.
-func TestDesignMetrics(t *testing.T) {
+func TestMetricFamilies(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := New(reg, []string{"a"}, "v1.2.3")
 	m.InitMethod("/secretproxy.v1.SecretService/GetSecret", false)
