@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
@@ -55,6 +56,7 @@ type App struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	cache    *cache.Cache
+	tokens   *accesstoken.Cache
 	grpc     *grpcapi.Server
 	tcp      net.Listener
 	unix     net.Listener
@@ -126,13 +128,22 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 
 	kvo := o.KeyVault
 	kvo.Metrics = m
-	kv, err := keyvault.New(cfg, kvo)
+	// One credential for the vault client and for GetAccessToken's tokens.
+	cred, err := keyvault.NewCredential(cfg.Auth, kvo)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := keyvault.NewWithCredential(cfg.Vault, cred, kvo)
 	if err != nil {
 		return nil, err
 	}
 	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
+	a.tokens = accesstoken.New(keyvault.AccessTokenSource(cred), accesstoken.Options{
+		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
+		Clock: o.Clock, Metrics: m, Logger: log, Reason: keyvault.TokenFailureReason,
+	})
 	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{
-		Cache: a.cache, Metrics: m, Logger: log, Token: token,
+		Cache: a.cache, Tokens: a.tokens, Metrics: m, Logger: log, Token: token,
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
 	})
 	a.ops = &http.Server{
@@ -264,7 +275,7 @@ func (a *App) ready() (bool, string) {
 // error ends it too and is returned.
 func (a *App) Run(ctx context.Context) error {
 	a.log.Info("secret-proxy starting", "version", a.o.Version, "vault", a.cfg.Vault.URL,
-		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets),
+		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets), "accessTokenScopes", len(a.cfg.AccessTokens.Scopes),
 		"grpc", a.GRPCAddr(), "unix", a.UnixPath(), "ops", a.OpsAddr())
 
 	g, gctx := errgroup.WithContext(context.Background())
@@ -272,6 +283,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopRefresher()
 
 	g.Go(func() error { return a.cache.Run(rctx) })
+	g.Go(func() error { return a.tokens.Run(rctx) })
 	for _, l := range []net.Listener{a.tcp, a.unix} {
 		if l == nil {
 			continue
@@ -319,8 +331,9 @@ func (a *App) Run(ctx context.Context) error {
 
 func (a *App) shutdown() {
 	a.draining.Store(true)
-	a.grpc.Drain()  // health NOT_SERVING for good; health watches end
-	a.cache.Drain() // secret watch streams end UNAVAILABLE
+	a.grpc.Drain()   // health NOT_SERVING for good; health watches end
+	a.cache.Drain()  // secret watch streams end UNAVAILABLE
+	a.tokens.Drain() // calls waiting for a token fetch end UNAVAILABLE
 	done := make(chan struct{})
 	go func() {
 		a.grpc.GracefulStop() // unary calls in flight finish
