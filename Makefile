@@ -14,7 +14,7 @@ export GOFLAGS ?= -modcacherw
 ROOT := $(CURDIR)
 MODULES := $(patsubst %/go.mod,%,$(wildcard proto/go.mod sidecar/go.mod orderapp/go.mod e2e/go.mod))
 # Modules of our own test and measurement tools, outside the workspace.
-TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load
+TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load tools/repocheck
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := $(ROOT)/bin
 LDFLAGS_SIDECAR := -s -w -X main.version=$(VERSION)
@@ -67,7 +67,7 @@ lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
 	@if git rev-parse -q --verify HEAD >/dev/null; then cd proto && $(BUF) breaking --against '$(ROOT)/.git#ref=HEAD,subdir=proto'; fi
 
 .PHONY: test
-test: check-generated lint test-go test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), charts and Dockerfiles.
+test: check-generated lint test-go test-repo test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), repository checks, charts and Dockerfiles.
 	@$(call step,make test: all passed)
 
 .PHONY: test-deps
@@ -78,6 +78,11 @@ test-deps: ## Install PostgreSQL from Debian's packages when missing (as root; o
 .PHONY: test-go
 test-go: test-deps ## Go tests of every workspace module, with -race.
 	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && go test -race -count=1 -timeout 15m ./...); done
+
+.PHONY: test-repo
+test-repo: ## Checks of the repository itself (tools/repocheck): no link leaves it; the scripts under tools/scripts.
+	@$(call step,go test tools/repocheck)
+	cd tools/repocheck && GOWORK=off go test -count=1 ./...
 
 .PHONY: test-charts
 test-charts: ## Offline chart and Dockerfile checks (render, strict decode, lint, Pod Security, kubeconform, helm-unittest, --check).
