@@ -3,7 +3,7 @@
 # Installs the Debian packages the tests need when they are missing:
 #   postgresql  the orderapp and e2e tests run a private server with password authentication
 #   etcd        the slow tier's kube-apiserver stores its objects in it
-#   python      the Python client's runtime (python3, python3-grpcio, python3-protobuf) for its
+#   python      the Python client's runtime (python3, python3-grpcio, python3-protobuf) and mypy for its
 #               tests, and the generators make generate pins (protobuf-compiler,
 #               protobuf-compiler-grpc; see generate-python.sh)
 # As root it installs them with apt-get. Otherwise it says what to install and, with
@@ -25,7 +25,7 @@ for dep in "$@"; do
 	python)
 		# Debian's packages, checked with dpkg: the tests run /usr/bin/python3, whose
 		# modules come from these packages (PyPI is not needed, nor used).
-		for pkg in python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc; do
+		for pkg in python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc mypy; do
 			dpkg-query -W -f '${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || missing+=("$pkg")
 		done
 		;;

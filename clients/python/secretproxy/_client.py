@@ -154,9 +154,9 @@ class Client:
 
     def batch_get(self, names: Iterable[str], *, timeout: Timeout = CLIENT_DEFAULT) -> SecretList:
         """Several secrets at once, all or nothing, in the order of names."""
-        names = _names(names)
+        wanted = _names(names)
         resp = self._unary(
-            f"batch get secrets {names!r}", self._stub.BatchGetSecrets, pb.BatchGetSecretsRequest(names=names), timeout
+            f"batch get secrets {wanted!r}", self._stub.BatchGetSecrets, pb.BatchGetSecretsRequest(names=wanted), timeout
         )
         return [Secret.from_proto(s) for s in resp.secrets]
 
@@ -196,12 +196,12 @@ class Client:
         configuration mistakes that retrying cannot mend. close() (from any
         thread), or leaving its `with` block, ends it.
         """
-        names = _names(names)
+        wanted = _names(names)
         with self._lock:
             if self._closed:
                 raise ValueError("secretproxy: watch on a closed client")
             w = Watch(
-                open_stream=lambda: self._open_watch(names),
+                open_stream=lambda: self._open_watch(wanted),
                 min_backoff=self._min_backoff,
                 max_backoff=self._max_backoff,
                 logger=self._logger,

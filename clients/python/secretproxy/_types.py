@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 from typing import Mapping, Optional, Tuple
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import timestamp_pb2  # type: ignore[import]  # Debian packages no stubs
 
 from secretproxy.v1 import secret_service_pb2 as pb
 
@@ -90,4 +90,5 @@ def _time(m: object, field: str) -> Optional[datetime.datetime]:
     if not m.HasField(field):  # type: ignore[attr-defined]
         return None
     ts: timestamp_pb2.Timestamp = getattr(m, field)
-    return ts.ToDatetime(tzinfo=datetime.timezone.utc)
+    when: datetime.datetime = ts.ToDatetime(tzinfo=datetime.timezone.utc)
+    return when

@@ -47,7 +47,7 @@ def require_runtime() -> None:
     """Skip loudly (fail under CI=true) when Debian's gRPC runtime is missing."""
     try:
         import grpc  # noqa: F401
-        import google.protobuf  # noqa: F401
+        import google.protobuf  # type: ignore[import]  # noqa: F401
     except ImportError as err:
         msg = (
             f"PYTHON CLIENT TESTS DID NOT RUN: {err}. Install Debian's packages: "
@@ -321,8 +321,8 @@ class Sidecar:
 
     def wait_ready(self) -> None:
         url = f"http://{self.config.ops}/readyz"
-        proc = self.process
-        assert proc is not None
+        assert self.process is not None
+        proc: Process = self.process
 
         def ready() -> Optional[bool]:
             if proc.proc.poll() is not None:

@@ -11,6 +11,8 @@ import os
 import queue
 import secrets as pysecrets
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import unittest
@@ -265,10 +267,10 @@ class UnaryCallsTest(SidecarTest):
                 self.assert_value(c.get("db-user").value, SEED["sql-user"], "db-user, the same client with the new token")
             with self.subTest(transport=transport, token="file missing"):
                 missing = os.path.join(self.pod.dir, "no-such-token")
-                with self.assertRaises(secretproxy.TokenFileError) as cm:
+                with self.assertRaises(secretproxy.TokenFileError) as missing_cm:
                     self.client(target, token_file=missing).get("db-user")
-                self.assertEqual(cm.exception.code, StatusCode.UNAUTHENTICATED)
-                self.assertIn(missing, cm.exception.message)
+                self.assertEqual(missing_cm.exception.code, StatusCode.UNAUTHENTICATED)
+                self.assertIn(missing, missing_cm.exception.message)
 
 
 class WatchTest(SidecarTest):
@@ -295,7 +297,7 @@ class WatchTest(SidecarTest):
             self.assertTrue(first.initial, transport)
             got = first.by_name()
             self.assertEqual(sorted(got), ["db-password", "db-user"], transport)
-            self.assert_value(got["db-user"].value, SEED["sql-user"], f"db-user ({transport})")
+            self.assertEqual(got["db-user"].version, self.client(self.targets()[transport]).get("db-user").version)
             before[transport] = got["db-password"].version
         self.assertEqual(before["unix"], before["tcp"])
 
@@ -392,6 +394,32 @@ class WatchTest(SidecarTest):
                 self.assertIsInstance(con.next(), StopIteration)
                 with self.assertRaises(ValueError):
                     c.watch(["db-user"])
+
+    def test_example(self) -> None:
+        """examples/database_credentials.py: versions, never values; --watch shows a rotation."""
+        example = os.path.join(harness.REPO_ROOT, "clients", "python", "examples", "database_credentials.py")
+        env = {**os.environ, "PYTHONPATH": os.path.join(harness.REPO_ROOT, "clients", "python")}
+        for transport, target in self.targets().items():
+            with self.subTest(transport=transport):
+                versions = {s.name: s.version for s in self.client(target).list()}
+                p = harness.Process(
+                    "example",
+                    [sys.executable, example, "--sidecar", target, "--token-file", self.token_file, "--watch"],
+                    env=env,
+                )
+                self.addCleanup(p.stop)
+                p.wait_for_line(lambda l: l.startswith("watching for new versions"), timeout=30)
+                # The four lines come before "watching ...".
+                printed = p.output().splitlines()
+                for name in harness.DATABASE_SECRETS:
+                    want = f"version {versions[name]}"
+                    self.assertTrue(any(l.startswith(name + " ") and want in l for l in printed), f"{name}: {want}")
+                version = self.emulator.set_secret("sql-user", f"py_test_orders_app_{transport}")
+                p.wait_for_line(lambda l: l.startswith("new version: db-user ") and f"version {version}" in l)
+                p.proc.send_signal(signal.SIGINT)
+                self.assertEqual(p.proc.wait(10), 0, "Ctrl-C ends the example with status 0")
+                p.stop()
+                self.assert_no_value(p.output(), f"py_test_orders_app_{transport}")
 
 
 if __name__ == "__main__":
