@@ -14,7 +14,7 @@ export GOFLAGS ?= -modcacherw
 ROOT := $(CURDIR)
 MODULES := $(patsubst %/go.mod,%,$(wildcard proto/go.mod sidecar/go.mod orderapp/go.mod e2e/go.mod))
 # Modules of our own test and measurement tools, outside the workspace.
-TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load
+TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load tools/repocheck
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := $(ROOT)/bin
 LDFLAGS_SIDECAR := -s -w -X main.version=$(VERSION)
@@ -73,7 +73,7 @@ lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
 	@if git rev-parse -q --verify HEAD >/dev/null; then cd proto && $(BUF) breaking --against '$(ROOT)/.git#ref=HEAD,subdir=proto'; fi
 
 .PHONY: test
-test: check-generated lint test-go test-python test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), the Python client, charts and Dockerfiles.
+test: check-generated lint test-go test-python test-repo test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), the Python client, repository checks, charts and Dockerfiles.
 	@$(call step,make test: all passed)
 
 .PHONY: test-deps
@@ -91,6 +91,11 @@ test-python: ## The Python client (clients/python) against the real secret-proxy
 	bash tools/scripts/install-test-deps.sh python
 	@$(call step,python3 -m unittest (clients/python))
 	bash clients/python/run-tests.sh
+
+.PHONY: test-repo
+test-repo: ## Checks of the repository itself (tools/repocheck): no link leaves it; the scripts under tools/scripts.
+	@$(call step,go test tools/repocheck)
+	cd tools/repocheck && GOWORK=off go test -count=1 ./...
 
 .PHONY: test-charts
 test-charts: ## Offline chart and Dockerfile checks (render, strict decode, lint, Pod Security, kubeconform, helm-unittest, --check).

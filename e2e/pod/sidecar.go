@@ -14,8 +14,8 @@ type SecretDecl struct {
 	Optional    bool
 }
 
-// SidecarConfig is the part of secret-proxy's configuration (DESIGN.md
-// section 4) that the demo and the tests choose.
+// SidecarConfig is the part of secret-proxy's configuration
+// (docs/reference/config.md) that the demo and the tests choose.
 type SidecarConfig struct {
 	VaultURL    string
 	Secrets     []SecretDecl

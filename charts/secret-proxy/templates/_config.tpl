@@ -1,5 +1,5 @@
 {{/*
-secret-proxy.config renders the sidecar's configuration file (DESIGN.md section 4). Every key
+secret-proxy.config renders the sidecar's configuration file (docs/reference/config.md). Every key
 is written out, so `secret-proxy --check` sees exactly what runs. TCP is off: the application
 reaches the sidecar only through the unix socket in the shared emptyDir (debugLoopbackPort
 can open 127.0.0.1 inside the pod for grpcurl through kubectl port-forward).

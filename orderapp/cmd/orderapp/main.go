@@ -138,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		client := fs.Int64("client", 0, "client id (required)")
 		from := fs.String("from", "", "first order date, inclusive (YYYY-MM-DD)")
 		to := fs.String("to", "", "last order date, inclusive (YYYY-MM-DD)")
-		// No default: DESIGN.md section 7 makes --format required, so a
+		// No default: docs/reference/orderapp.md makes --format required, so a
 		// pipeline never gets a format it did not ask for.
 		format := fs.String("format", "", "csv or json (one object per line); required")
 		if err := parse(fs, args); err != nil {

@@ -170,7 +170,7 @@ func flagDefaults(t *testing.T, cmd string) map[string]string {
 	return out
 }
 
-// TestFlagDefaults pins the command line of DESIGN.md section 7: the flags of
+// TestFlagDefaults pins the command line of docs/reference/orderapp.md: the flags of
 // every subcommand and their defaults.
 func TestFlagDefaults(t *testing.T) {
 	common := map[string]string{

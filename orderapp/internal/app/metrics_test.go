@@ -3,39 +3,26 @@ package app_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 )
 
-// TestMetricNames pins the metric contract of DESIGN.md section 7 on the
+// TestMetricNames pins the metric contract of docs/reference/metrics.md on the
 // registry the binary serves: the orderapp_* names, types and label names,
 // the rotation results, and the go_sql_*, go_* and process_* collectors.
 func TestMetricNames(t *testing.T) {
-	// The sidecar is dialled lazily and never used here: the pool is applied directly.
-	a, err := app.New(app.Config{Sidecar: "127.0.0.1:1", Driver: dialect.SQLite, Names: secrets.DefaultNames()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if err := a.Manager().Apply(t.Context(), secrets.Credentials{Database: filepath.Join(t.TempDir(), "m.db")}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := a.Handler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// One request, so the HTTP series exist.
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/livez", nil))
-
-	mfs, err := a.Registry().Gather()
+	mfs, err := gatherServed(t).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,5 +74,65 @@ func TestMetricNames(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]bool{"go_sql_": true, "go_": true, "process_": true}, prefixes); diff != "" {
 		t.Errorf("collectors (-want +got):\n%s", diff)
+	}
+}
+
+// gatherServed starts the application on a sqlite pool and answers one
+// request, so the HTTP series exist; it returns the registry the binary serves.
+func gatherServed(t *testing.T) prometheus.Gatherer {
+	t.Helper()
+	// The sidecar is dialled lazily and never used here: the pool is applied directly.
+	a, err := app.New(app.Config{Sidecar: "127.0.0.1:1", Driver: dialect.SQLite, Names: secrets.DefaultNames()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Manager().Apply(t.Context(), secrets.Credentials{Database: filepath.Join(t.TempDir(), "m.db")}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := a.Handler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/livez", nil))
+	return a.Registry()
+}
+
+// TestMetricsReferenceCoversRegistry fails when a metric family the
+// application serves is missing from docs/reference/metrics.md (go_sql_*,
+// go_* and process_* are covered by their prefix rows), or when the page
+// documents an orderapp_* metric the application does not serve.
+func TestMetricsReferenceCoversRegistry(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "reference", "metrics.md"))
+	if err != nil {
+		t.Fatalf("read the metrics reference: %v", err)
+	}
+	doc := string(raw)
+	mfs, err := gatherServed(t).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]bool{}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		served[name] = true
+		for _, p := range []string{"go_sql_", "go_", "process_"} {
+			if strings.HasPrefix(name, p) {
+				name = p + "*"
+				break
+			}
+		}
+		if !strings.Contains(doc, "| `"+name+"` |") {
+			t.Errorf("metric %s is not documented: add a row \"| `%s` | type | labels | meaning |\" to docs/reference/metrics.md", name, name)
+		}
+	}
+	documented := regexp.MustCompile("(?m)^\\| `(orderapp_[a-z_]+)` \\|").FindAllStringSubmatch(doc, -1)
+	if len(documented) < 3 {
+		t.Fatalf("found %d orderapp_* rows in docs/reference/metrics.md, want at least 3", len(documented))
+	}
+	for _, m := range documented {
+		if !served[m[1]] {
+			t.Errorf("docs/reference/metrics.md documents %s, which the application does not serve", m[1])
+		}
 	}
 }

@@ -133,7 +133,7 @@ func TestExistingDatabase(t *testing.T) {
 }
 
 // TestNoDestructiveStatements: no migration of any dialect drops, deletes,
-// truncates, updates or alters (DESIGN.md: migrate never drops or rewrites data).
+// truncates, updates or alters (docs/reference/orderapp.md: migrate never drops or rewrites data).
 func TestNoDestructiveStatements(t *testing.T) {
 	for _, d := range dialect.All {
 		t.Run(string(d), func(t *testing.T) {

@@ -22,7 +22,7 @@ type Names struct {
 	Server, User, Password, Database string
 }
 
-// DefaultNames are the names DESIGN.md gives.
+// DefaultNames are the names docs/reference/orderapp.md gives.
 func DefaultNames() Names {
 	return Names{Server: "db-server", User: "db-user", Password: "db-password", Database: "db-name"}
 }

@@ -53,6 +53,9 @@ func TestCommandLine(t *testing.T) {
 		{"bad log level", []string{"--config", valid, "--check", "--log-level", "loud"}, 2, "", []string{"log.level"}, ""},
 		{"unix socket flag", []string{"--config", valid, "--check", "--unix-socket", "relative"}, 2, "", []string{"listen.unix"}, ""},
 		{"ops flag", []string{"--config", valid, "--check", "--ops-listen", "nope"}, 2, "", []string{"listen.ops"}, ""},
+		{"config-only skips the environment", []string{"--config", writeFile(t, "env.yaml", "vault: {url: https://x.vault.azure.net/}\nsecrets: [{name: a}]\nclientAuth: {tokenFile: /nonexistent/token}\n"), "--check", "--config-only"},
+			0, "configuration file is valid (its files and environment not checked)", nil, ""},
+		{"config-only without check", []string{"--config", valid, "--config-only"}, 2, "", []string{"--config-only goes with --check"}, ""},
 		{"no config", nil, 2, "", []string{"--config FILE is required"}, ""},
 		{"missing file", []string{"--config", "/nonexistent/x.yaml"}, 2, "", []string{"no such file"}, ""},
 		{"stray argument", []string{"--config", valid, "extra"}, 2, "", []string{"unexpected arguments"}, ""},
@@ -79,11 +82,9 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// TestBinary builds secret-proxy, runs it as a process against the emulator
-// (trusting its CA through SSL_CERT_FILE, as in a pod), reads a secret over
-// the unix socket, sends SIGTERM and expects exit 0.
-func TestBinary(t *testing.T) {
-	dir := t.TempDir()
+// buildBinary builds secret-proxy into dir with version test-1.2.3.
+func buildBinary(t *testing.T, dir string) string {
+	t.Helper()
 	bin := filepath.Join(dir, "secret-proxy")
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -94,6 +95,15 @@ func TestBinary(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestBinary builds secret-proxy, runs it as a process against the emulator
+// (trusting its CA through SSL_CERT_FILE, as in a pod), reads a secret over
+// the unix socket, sends SIGTERM and expects exit 0.
+func TestBinary(t *testing.T) {
+	dir := t.TempDir()
+	bin := buildBinary(t, dir)
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "secret-proxy test-1.2.3 ") {
 		t.Fatalf("--version = %q, %v", out, err)
@@ -200,5 +210,67 @@ listen:
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left after exit: %v", err)
+	}
+}
+
+// TestCheckAgreesWithStart: whatever start refuses, --check reports, and both
+// exit 2 naming the same field. Start runs with a context already cancelled,
+// so one that wrongly accepts the configuration stops at once with 0.
+func TestCheckAgreesWithStart(t *testing.T) {
+	for _, k := range []string{"AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_ID", "AZURE_TENANT_ID"} {
+		t.Setenv(k, "")
+	}
+	dir := t.TempDir()
+	empty := writeFile(t, "empty-token", "\n")
+	plain := writeFile(t, "plain", "not a socket")
+	base := "vault: {url: https://x.vault.azure.net/}\nsecrets: [{name: a}]\nauth: {mode: managed-identity, clientId: c}\n"
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+		not  []string
+	}{
+		{"socket directory missing", base + "listen: {grpc: \"\", ops: \"127.0.0.1:0\", unix: " + filepath.Join(dir, "absent", "grpc.sock") + "}\n",
+			[]string{"listen.unix: directory", "create it"}, nil},
+		{"file in the socket's place", base + "listen: {grpc: \"\", ops: \"127.0.0.1:0\", unix: " + plain + "}\n",
+			[]string{"listen.unix:", "is not a socket"}, nil},
+		{"token file missing", base + "listen: {grpc: \"127.0.0.1:0\", ops: \"127.0.0.1:0\"}\nclientAuth: {tokenFile: " + filepath.Join(dir, "absent") + "}\n",
+			[]string{"clientAuth.tokenFile: cannot read"}, nil},
+		{"token file empty", base + "listen: {grpc: \"127.0.0.1:0\", ops: \"127.0.0.1:0\"}\nclientAuth: {tokenFile: " + empty + "}\n",
+			[]string{"clientAuth.tokenFile:", "is empty"}, nil},
+		{"workload identity without its environment", "vault: {url: https://x.vault.azure.net/}\nsecrets: [{name: a}]\nauth: {mode: workload-identity}\nlisten: {grpc: \"127.0.0.1:0\", ops: \"127.0.0.1:0\"}\n",
+			[]string{"auth.mode: workload-identity needs AZURE_FEDERATED_TOKEN_FILE"}, nil},
+		{"allowedUIDs with TCP and no token", base + "listen: {grpc: \"127.0.0.1:0\", ops: \"127.0.0.1:0\", unix: " + filepath.Join(dir, "uids.sock") + "}\nclientAuth: {allowedUIDs: [1000]}\n",
+			[]string{"clientAuth.allowedUIDs: restricts the unix socket only", "listen.grpc", "clientAuth.tokenFile"}, nil},
+		{"YAML syntax error alone", "vault: {url: https://x.vault.azure.net/\nsecrets: [\n",
+			[]string{"not valid YAML"}, []string{"required", "secrets:", "vault.url"}},
+		{"credentials in the vault URL never printed", "vault: {url: \"https://admin:hunter2@x.vault.azure.net/\"}\nsecrets: [{name: a}]\n",
+			[]string{"vault.url: must not carry a user or password"}, []string{"hunter2", "admin"}},
+	}
+	for _, tt := range tests {
+		cfg := writeFile(t, "config.yaml", tt.yaml)
+		for _, mode := range []struct {
+			name string
+			args []string
+		}{{"check", []string{"--config", cfg, "--check"}}, {"start", []string{"--config", cfg}}} {
+			t.Run(tt.name+"/"+mode.name, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				var stdout, stderr bytes.Buffer
+				if code := run(ctx, mode.args, &stdout, &stderr); code != 2 {
+					t.Errorf("exit code = %d, want 2; stderr:\n%s", code, stderr.String())
+				}
+				for _, s := range tt.want {
+					if !strings.Contains(stderr.String(), s) {
+						t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
+					}
+				}
+				for _, s := range tt.not {
+					if strings.Contains(stderr.String(), s) {
+						t.Errorf("stderr mentions %q:\n%s", s, stderr.String())
+					}
+				}
+			})
+		}
 	}
 }

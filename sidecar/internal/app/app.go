@@ -21,9 +21,11 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
 	"github.com/secretproxy/secretproxy/sidecar/internal/grpcapi"
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
@@ -43,7 +45,7 @@ type Options struct {
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// ShutdownTimeout bounds the graceful stop of the gRPC server. Default 8 s,
-	// inside Kubernetes' default 30 s grace period and the 10 s the design promises.
+	// inside Kubernetes' default 30 s grace period and the 10 s docs/reference/api.md promises.
 	ShutdownTimeout time.Duration
 }
 
@@ -54,6 +56,7 @@ type App struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	cache    *cache.Cache
+	tokens   *accesstoken.Cache
 	grpc     *grpcapi.Server
 	tcp      net.Listener
 	unix     net.Listener
@@ -80,6 +83,9 @@ func NewLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
 // served until Run.
 func New(cfg config.Config, o Options) (a *App, err error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.CheckEnvironment(o.KeyVault.Getenv); err != nil {
 		return nil, err
 	}
 	if o.Version == "" {
@@ -122,20 +128,31 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 
 	kvo := o.KeyVault
 	kvo.Metrics = m
-	kv, err := keyvault.New(cfg, kvo)
+	// One credential for the vault client and for GetAccessToken's tokens.
+	cred, err := keyvault.NewCredential(cfg.Auth, kvo)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := keyvault.NewWithCredential(cfg.Vault, cred, kvo)
 	if err != nil {
 		return nil, err
 	}
 	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
+	a.tokens = accesstoken.New(keyvault.AccessTokenSource(cred), accesstoken.Options{
+		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
+		Clock: o.Clock, Metrics: m, Logger: log, Reason: keyvault.TokenFailureReason,
+	})
 	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{
-		Cache: a.cache, Metrics: m, Logger: log, Token: token,
+		Cache: a.cache, Tokens: a.tokens, Metrics: m, Logger: log, Token: token,
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
 	})
 	a.ops = &http.Server{
 		Handler:           ops.Handler(reg, a.ready),
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		// Accept errors and the like go to the structured log, not stderr as text.
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 30 * time.Second,
 	}
 
 	opened := a // the named result is nil on the error paths
@@ -144,20 +161,30 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 			opened.closeListeners()
 		}
 	}()
+	// Each listener has its own bound, so that a flood of one (every
+	// process of the pod can reach the gRPC listeners) never takes the file
+	// descriptors the kubelet's probes need on the ops listener.
+	maxGRPC, maxOps := cfg.Listen.ConnectionLimits()
 	if cfg.Listen.GRPC != "" {
-		if a.tcp, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+		l, err := net.Listen("tcp", cfg.Listen.GRPC)
+		if err != nil {
 			return nil, fmt.Errorf("listen on listen.grpc: %w", err)
 		}
+		a.tcp = connlimit.Wrap(l, maxGRPC, "grpc", log)
 	}
 	if cfg.Listen.Unix != "" {
-		if a.unix, err = listenUnix(cfg.Listen.Unix); err != nil {
+		l, err := listenUnix(cfg.Listen.Unix)
+		if err != nil {
 			return nil, err
 		}
+		a.unix = connlimit.Wrap(l, maxGRPC, "unix", log)
 	}
 	if cfg.Listen.Ops != "" {
-		if a.opsLis, err = net.Listen("tcp", cfg.Listen.Ops); err != nil {
+		l, err := net.Listen("tcp", cfg.Listen.Ops)
+		if err != nil {
 			return nil, fmt.Errorf("listen on listen.ops: %w", err)
 		}
+		a.opsLis = connlimit.Wrap(l, maxOps, "ops", log)
 	}
 	return a, nil
 }
@@ -248,7 +275,7 @@ func (a *App) ready() (bool, string) {
 // error ends it too and is returned.
 func (a *App) Run(ctx context.Context) error {
 	a.log.Info("secret-proxy starting", "version", a.o.Version, "vault", a.cfg.Vault.URL,
-		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets),
+		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets), "accessTokenScopes", len(a.cfg.AccessTokens.Scopes),
 		"grpc", a.GRPCAddr(), "unix", a.UnixPath(), "ops", a.OpsAddr())
 
 	g, gctx := errgroup.WithContext(context.Background())
@@ -256,6 +283,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopRefresher()
 
 	g.Go(func() error { return a.cache.Run(rctx) })
+	g.Go(func() error { return a.tokens.Run(rctx) })
 	for _, l := range []net.Listener{a.tcp, a.unix} {
 		if l == nil {
 			continue
@@ -303,8 +331,9 @@ func (a *App) Run(ctx context.Context) error {
 
 func (a *App) shutdown() {
 	a.draining.Store(true)
-	a.grpc.Drain()  // health NOT_SERVING for good; health watches end
-	a.cache.Drain() // secret watch streams end UNAVAILABLE
+	a.grpc.Drain()   // health NOT_SERVING for good; health watches end
+	a.cache.Drain()  // secret watch streams end UNAVAILABLE
+	a.tokens.Drain() // calls waiting for a token fetch end UNAVAILABLE
 	done := make(chan struct{})
 	go func() {
 		a.grpc.GracefulStop() // unary calls in flight finish

@@ -214,7 +214,7 @@ func (c *Cache) Refresh(ctx context.Context, name string) (*secretproxyv1.Secret
 	return c.wait(ctx, e, true)
 }
 
-// serve applies the table of DESIGN.md section 3 to one view.
+// serve applies the table of docs/reference/api.md ("What a read answers") to one view.
 func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
 	if v.secret == nil {
 		switch v.kind {

@@ -10,7 +10,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 )
 
-// TestSecretGauges checks the per-secret gauges of DESIGN.md section 6:
+// TestSecretGauges checks the per-secret gauges of docs/reference/metrics.md:
 // last success is the time of the last good vault answer, expiry exists only
 // while the cached version has an exp, stale follows the last answer.
 func TestSecretGauges(t *testing.T) {

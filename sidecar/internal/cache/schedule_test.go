@@ -9,7 +9,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 )
 
-// TestSchedule checks the refresher's arithmetic (DESIGN.md section 5): a pass
+// TestSchedule checks the refresher's arithmetic (docs/reference/config.md, "The refresher"): a pass
 // every interval +/- jitter, and back-off after failures from minInterval,
 // doubling, up to the interval, with jitter only upward.
 func TestSchedule(t *testing.T) {

@@ -14,6 +14,24 @@ import (
 	"time"
 )
 
+// Bounds of the pod the sidecar accepts. The largest WatchSecrets or
+// BatchGetSecrets message is MaxSecrets secrets of at most MaxSecretBytes each
+// (Key Vault's 25 KiB value limit plus a generous allowance for the version,
+// content type, 15 tags and timestamps); the API's message limit on both sides
+// (grpcapi, proto/client) is chosen above MaxSecrets x MaxSecretBytes.
+const (
+	MaxSecrets     = 200
+	MaxValueBytes  = 25 << 10
+	MaxSecretBytes = MaxValueBytes + 15<<10
+)
+
+// Connection bounds of the listeners (listen.maxConnections, listen.opsMaxConnections).
+const (
+	DefaultMaxConnections    = 256
+	DefaultOpsMaxConnections = 32
+	MaxConnectionsLimit      = 10000
+)
+
 // Auth modes accepted in auth.mode.
 const (
 	AuthDefault          = "default"
@@ -30,6 +48,9 @@ type Config struct {
 	Listen     Listen     `yaml:"listen"`
 	ClientAuth ClientAuth `yaml:"clientAuth"`
 	Log        Log        `yaml:"log"`
+	// AccessTokens lets the application get Entra access tokens of the
+	// sidecar's identity (GetAccessToken), for the scopes listed only.
+	AccessTokens AccessTokens `yaml:"accessTokens"`
 }
 
 // Vault says which Key Vault to read.
@@ -69,12 +90,66 @@ type Listen struct {
 	AllowNonLoopback bool   `yaml:"allowNonLoopback"`
 	Unix             string `yaml:"unix"`
 	Ops              string `yaml:"ops"`
+	// MaxConnections bounds the open connections of each gRPC listener (TCP
+	// and unix socket alike); OpsMaxConnections those of the ops listener,
+	// separately, so that probes are answered whatever the API suffers.
+	MaxConnections    int `yaml:"maxConnections"`
+	OpsMaxConnections int `yaml:"opsMaxConnections"`
 }
 
 // ClientAuth says who may call the gRPC API.
 type ClientAuth struct {
 	TokenFile   string `yaml:"tokenFile"`
 	AllowedUIDs []int  `yaml:"allowedUIDs"`
+}
+
+// AccessTokens configures GetAccessToken.
+type AccessTokens struct {
+	// Scopes is the allowlist; empty turns GetAccessToken off.
+	Scopes []string `yaml:"scopes"`
+	// RefreshBefore is how long before a token's expiry the sidecar fetches
+	// the next one in the background.
+	RefreshBefore Duration `yaml:"refreshBefore"`
+}
+
+// Bounds of accessTokens.
+const (
+	// MinRefreshBefore keeps the background refresh ahead of the 1-minute
+	// window in which a token is no longer served, with a minute to spare.
+	MinRefreshBefore = 2 * time.Minute
+	// MaxRefreshBefore: Entra access tokens live 60 to 90 minutes, so
+	// refreshing more than an hour ahead would refresh on every fetch.
+	MaxRefreshBefore = time.Hour
+	// MaxScopes bounds the allowlist (and with it the metric series per scope).
+	MaxScopes = 20
+	// MaxScopeLen bounds one scope.
+	MaxScopeLen = 256
+)
+
+// ValidScope reports whether s is a scope the sidecar accepts: an Entra
+// client-credentials scope, that is an https:// resource URI with a host, or
+// an api:// application ID URI, ending in "/.default"; at most 256 bytes of
+// printable ASCII, no whitespace, no query or fragment.
+func ValidScope(s string) bool {
+	if len(s) == 0 || len(s) > MaxScopeLen || !strings.HasSuffix(s, "/.default") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f || s[i] == '?' || s[i] == '#' {
+			return false
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return u.Host != "" && u.User == nil
+	case "api":
+		return u.Host != "" || u.Opaque != ""
+	}
+	return false
 }
 
 // Log configures log/slog.
@@ -99,10 +174,13 @@ func Default() Config {
 			MinInterval: Duration(10 * time.Second),
 		},
 		Listen: Listen{
-			GRPC: "127.0.0.1:50051",
-			Ops:  "0.0.0.0:9090",
+			GRPC:              "127.0.0.1:50051",
+			Ops:               "0.0.0.0:9090",
+			MaxConnections:    DefaultMaxConnections,
+			OpsMaxConnections: DefaultOpsMaxConnections,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Log:          Log{Level: "info", Format: "json"},
+		AccessTokens: AccessTokens{RefreshBefore: Duration(5 * time.Minute)},
 	}
 }
 
@@ -160,20 +238,7 @@ func (c *Config) Validate() error {
 		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 
-	switch {
-	case c.Vault.URL == "":
-		add("vault.url", "required: the Key Vault URL, e.g. https://my-vault.vault.azure.net/")
-	default:
-		u, err := url.Parse(c.Vault.URL)
-		switch {
-		case err != nil:
-			add("vault.url", "not a URL: %v", err)
-		case u.Scheme != "https":
-			add("vault.url", "must be https (bearer tokens are never sent over %q)", u.Scheme)
-		case u.Host == "":
-			add("vault.url", "has no host")
-		}
-	}
+	checkVaultURL(c.Vault.URL, add)
 
 	switch c.Auth.Mode {
 	case AuthDefault, AuthWorkloadIdentity, AuthManagedIdentity:
@@ -181,8 +246,11 @@ func (c *Config) Validate() error {
 		add("auth.mode", "%q is not one of default, workload-identity, managed-identity", c.Auth.Mode)
 	}
 
-	if len(c.Secrets) == 0 {
+	switch {
+	case len(c.Secrets) == 0:
 		add("secrets", "declare at least one secret this pod may read")
+	case len(c.Secrets) > MaxSecrets:
+		add("secrets", "%d declared; a pod may declare at most %d (the API's largest message is sized for %d secrets of Key Vault's 25 KiB): split the secrets between pods", len(c.Secrets), MaxSecrets, MaxSecrets)
 	}
 	seen := make(map[string]int, len(c.Secrets))
 	for i, s := range c.Secrets {
@@ -208,19 +276,32 @@ func (c *Config) Validate() error {
 	}
 
 	r := c.Refresh
-	if r.Interval.D() < time.Second {
+	switch {
+	case r.Interval.D() < time.Second:
 		add("refresh.interval", "must be at least 1s, got %s", r.Interval.D())
+	case r.Interval.D() > MaxInterval:
+		add("refresh.interval", "must be at most %s (a day), got %s", MaxInterval, r.Interval.D())
 	}
-	if r.Jitter < 0 || r.Jitter >= 1 {
-		add("refresh.jitter", "must be in [0, 1), got %v", r.Jitter)
+	// Written so that NaN, which fails every comparison, fails it too.
+	if !(r.Jitter >= 0 && r.Jitter < 1) {
+		add("refresh.jitter", "must be a number in [0, 1), got %v", r.Jitter)
 	}
 	if r.MinInterval.D() <= 0 {
 		add("refresh.minInterval", "must be positive, got %s", r.MinInterval.D())
 	} else if r.Interval.D() >= time.Second && r.MinInterval.D() > r.Interval.D() {
 		add("refresh.minInterval", "must not exceed refresh.interval (%s), got %s", r.Interval.D(), r.MinInterval.D())
 	}
-	if r.MaxStale.D() < 0 {
+	switch {
+	case r.MaxStale.D() < 0:
 		add("refresh.maxStale", "must be 0 (serve stale for ever) or positive, got %s", r.MaxStale.D())
+	case r.MaxStale.D() > 0 && r.Jitter >= 0 && r.Jitter < 1:
+		// A value is stale only after a refresh failed, and the refresh
+		// comes up to interval x (1 + jitter) after the last success: a
+		// maxStale within that serves nothing stale at all, and every vault
+		// hiccup makes the pod unready at once.
+		if longest := time.Duration(float64(r.Interval.D()) * (1 + r.Jitter)); r.MaxStale.D() <= longest {
+			add("refresh.maxStale", "%s leaves no stale window: it must exceed refresh.interval x (1 + jitter) = %s, or be 0 (serve stale for ever)", r.MaxStale.D(), longest)
+		}
 	}
 
 	l := c.Listen
@@ -232,8 +313,18 @@ func (c *Config) Validate() error {
 			add("listen.grpc", "%s", msg)
 		}
 	}
-	if l.Unix != "" && !strings.HasPrefix(l.Unix, "/") {
+	switch {
+	case l.Unix == "":
+	case !strings.HasPrefix(l.Unix, "/"):
 		add("listen.unix", "must be an absolute path, got %q", l.Unix)
+	case len(l.Unix) > maxSocketPath:
+		add("listen.unix", "is %d bytes; a unix socket path holds at most %d: choose a shorter directory", len(l.Unix), maxSocketPath)
+	}
+	if l.MaxConnections < 0 || l.MaxConnections > MaxConnectionsLimit {
+		add("listen.maxConnections", "must be 1 to %d (0: the default %d), got %d", MaxConnectionsLimit, DefaultMaxConnections, l.MaxConnections)
+	}
+	if l.OpsMaxConnections < 0 || l.OpsMaxConnections > MaxConnectionsLimit {
+		add("listen.opsMaxConnections", "must be 1 to %d (0: the default %d), got %d", MaxConnectionsLimit, DefaultOpsMaxConnections, l.OpsMaxConnections)
 	}
 	if l.Ops != "" {
 		if msg := checkTCP(l.Ops, false); msg != "" {
@@ -241,14 +332,26 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	for i, uid := range c.ClientAuth.AllowedUIDs {
-		if uid < 0 {
-			add(fmt.Sprintf("clientAuth.allowedUIDs[%d]", i), "must be a uid (>= 0), got %d", uid)
+	ca := c.ClientAuth
+	if ca.TokenFile != "" && !strings.HasPrefix(ca.TokenFile, "/") {
+		add("clientAuth.tokenFile", "must be an absolute path, got %q", ca.TokenFile)
+	}
+	for i, uid := range ca.AllowedUIDs {
+		if uid < 0 || uid > maxUID {
+			add(fmt.Sprintf("clientAuth.allowedUIDs[%d]", i), "must be a uid (0 to %d), got %d", maxUID, uid)
 		}
 	}
-	if len(c.ClientAuth.AllowedUIDs) > 0 && l.Unix == "" {
+	switch {
+	case len(ca.AllowedUIDs) == 0:
+	case l.Unix == "":
 		add("clientAuth.allowedUIDs", "needs listen.unix: peer credentials exist only on the unix socket")
+	case l.GRPC != "" && ca.TokenFile == "":
+		// Every container of a pod shares loopback: a uid check that TCP
+		// skips restricts nobody.
+		add("clientAuth.allowedUIDs", "restricts the unix socket only, and listen.grpc (%s) lets any process of the pod in without it: turn TCP off (listen.grpc: \"\" or --grpc-listen \"\"), or set clientAuth.tokenFile so that every caller needs the bearer token", l.GRPC)
 	}
+
+	c.validateAccessTokens(add)
 
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		add("log.level", "%v", err)
@@ -260,6 +363,67 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return ps
+}
+
+func (c *Config) validateAccessTokens(add func(path, format string, args ...any)) {
+	at := c.AccessTokens
+	if len(at.Scopes) > MaxScopes {
+		add("accessTokens.scopes", "at most %d scopes, got %d", MaxScopes, len(at.Scopes))
+	}
+	seen := make(map[string]int, len(at.Scopes))
+	for i, s := range at.Scopes {
+		p := fmt.Sprintf("accessTokens.scopes[%d]", i)
+		if !ValidScope(s) {
+			add(p, "%q is not a scope: use an https:// resource or api:// application ID URI ending in /.default, e.g. https://database.windows.net/.default (at most %d characters, no spaces)", truncateScope(s), MaxScopeLen)
+			continue
+		}
+		if j, dup := seen[s]; dup {
+			add(p, "%q is already declared at accessTokens.scopes[%d]", s, j)
+			continue
+		}
+		seen[s] = i
+	}
+	if rb := at.RefreshBefore.D(); rb < MinRefreshBefore || rb > MaxRefreshBefore {
+		add("accessTokens.refreshBefore", "must be from %s to %s (tokens are not served in their last minute), got %s", MinRefreshBefore, MaxRefreshBefore, rb)
+	}
+}
+
+func truncateScope(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// MaxInterval bounds refresh.interval: a day between reads is already long for a secret.
+const MaxInterval = 24 * time.Hour
+
+// maxUID is the largest uid: uids are 32 bits and 2^32-1 means "none".
+const maxUID = 1<<32 - 2
+
+// maxSocketPath is what sockaddr_un's 108-byte sun_path holds with its NUL.
+const maxSocketPath = 107
+
+// checkVaultURL checks vault.url without ever repeating it: a URL can carry a
+// password, and these messages reach the log.
+func checkVaultURL(raw string, add func(path, format string, args ...any)) {
+	if raw == "" {
+		add("vault.url", "required: the Key Vault URL, e.g. https://my-vault.vault.azure.net/")
+		return
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		add("vault.url", "is not a valid URL; write it as https://<vault>.vault.azure.net/")
+	case u.User != nil:
+		add("vault.url", "must not carry a user or password (user:password@): the sidecar authenticates with Entra ID; remove them, and rotate that password since it was written in the configuration")
+	case u.Scheme != "https":
+		add("vault.url", "must be https (bearer tokens are never sent over %q)", u.Scheme)
+	case u.Host == "":
+		add("vault.url", "has no host")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		add("vault.url", "must not carry a query or fragment: write it as https://<vault>.vault.azure.net/")
+	}
 }
 
 func validVersion(v string) bool {
@@ -316,6 +480,19 @@ func (o Overrides) Apply(c *Config) {
 	set(&c.Listen.Unix, o.UnixSocket)
 	set(&c.Listen.Ops, o.OpsListen)
 	set(&c.Log.Level, o.LogLevel)
+}
+
+// ConnectionLimits returns listen.maxConnections and listen.opsMaxConnections
+// with 0 read as the default.
+func (l Listen) ConnectionLimits() (grpc, ops int) {
+	grpc, ops = l.MaxConnections, l.OpsMaxConnections
+	if grpc == 0 {
+		grpc = DefaultMaxConnections
+	}
+	if ops == 0 {
+		ops = DefaultOpsMaxConnections
+	}
+	return grpc, ops
 }
 
 // DeclaredNames returns the declared names in configuration order.

@@ -53,9 +53,14 @@ func TestParseFull(t *testing.T) {
 		},
 		Refresh: Refresh{Interval: Duration(2 * time.Minute), Jitter: 0.2, MinInterval: Duration(5 * time.Second),
 			MaxStale: Duration(time.Hour), RefuseExpired: true},
-		Listen:     Listen{GRPC: "", Reflection: true, Unix: "/var/run/secret-proxy/grpc.sock", Ops: "0.0.0.0:9090"},
+		Listen: Listen{GRPC: "", Reflection: true, Unix: "/var/run/secret-proxy/grpc.sock", Ops: "0.0.0.0:9090",
+			MaxConnections: 64, OpsMaxConnections: 8},
 		ClientAuth: ClientAuth{TokenFile: "/etc/secret-proxy/token", AllowedUIDs: []int{1000, 65532}},
 		Log:        Log{Level: "debug", Format: "text"},
+		AccessTokens: AccessTokens{
+			Scopes:        []string{"https://database.windows.net/.default", "https://ossrdbms-aad.database.windows.net/.default"},
+			RefreshBefore: Duration(10 * time.Minute),
+		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -146,7 +151,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"vault.url", "auth.mode", "secrets[1].name", "secrets[2].name", "secrets[3].name",
 		"secrets[4].vaultSecret", "secrets[4].version",
 		"refresh.interval", "refresh.jitter", "refresh.minInterval", "refresh.maxStale",
-		"listen.grpc", "listen.unix", "listen.ops", "clientAuth.allowedUIDs[0]", "log.level", "log.format",
+		"listen.grpc", "listen.unix", "listen.ops", "clientAuth.allowedUIDs[0]", "clientAuth.allowedUIDs", "log.level", "log.format",
 	}
 	if diff := cmp.Diff(want, paths(t, cfg.Validate())); diff != "" {
 		t.Errorf("problem paths (-want +got):\n%s", diff)
@@ -175,6 +180,7 @@ func TestValidateListen(t *testing.T) {
 			cfg := Default()
 			cfg.Vault.URL = "https://x.vault.azure.net/"
 			cfg.Secrets = []Secret{{Name: "a"}}
+			tt.listen.MaxConnections, tt.listen.OpsMaxConnections = DefaultMaxConnections, DefaultOpsMaxConnections
 			cfg.Listen = tt.listen
 			cfg.ClientAuth.AllowedUIDs = tt.uids
 			err := cfg.Validate()

@@ -7,9 +7,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestDefaultsMatchDesign pins every default of DESIGN.md section 4, written
+// TestDefaultsPinned pins every default of docs/reference/config.md, written
 // out here rather than taken from Default(), so that a changed default fails.
-func TestDefaultsMatchDesign(t *testing.T) {
+func TestDefaultsPinned(t *testing.T) {
 	want := Config{
 		Vault: Vault{URL: "", DisableChallengeResourceVerification: false},
 		Auth:  Auth{Mode: "default", ClientID: "", DisableInstanceDiscovery: false},
@@ -26,9 +26,14 @@ func TestDefaultsMatchDesign(t *testing.T) {
 			AllowNonLoopback: false,
 			Unix:             "",
 			Ops:              "0.0.0.0:9090",
+			// Added with the connection bounds (issue 9).
+			MaxConnections:    256,
+			OpsMaxConnections: 32,
 		},
 		ClientAuth: ClientAuth{TokenFile: "", AllowedUIDs: nil},
 		Log:        Log{Level: "info", Format: "json"},
+		// Issue 11: GetAccessToken is off until scopes are declared.
+		AccessTokens: AccessTokens{Scopes: nil, RefreshBefore: Duration(5 * time.Minute)},
 	}
 	got, err := Parse([]byte("vault: {url: https://x.vault.azure.net/}\nsecrets: [{name: a}]\n"))
 	if err != nil {

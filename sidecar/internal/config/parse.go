@@ -39,7 +39,9 @@ func Parse(data []byte) (Config, error) {
 		if errors.Is(err, io.EOF) {
 			return cfg, nil // an empty file: validation says what is missing
 		}
-		return cfg, Problems{{Message: fmt.Sprintf("not valid YAML: %v", err)}}
+		// Alone: the walk of a document that did not parse would only
+		// invent "required" errors after it.
+		return cfg, &SyntaxError{err: err}
 	}
 	var ps Problems
 	var extra yaml.Node
@@ -60,6 +62,19 @@ func Parse(data []byte) (Config, error) {
 		return cfg, ps
 	}
 	return cfg, nil
+}
+
+// SyntaxError is a file that is not YAML at all. It is reported alone.
+type SyntaxError struct{ err error }
+
+func (e *SyntaxError) Error() string { return fmt.Sprintf("not valid YAML: %v", e.err) }
+
+func (e *SyntaxError) Unwrap() error { return e.err }
+
+// IsSyntaxError reports whether err is a YAML syntax error from Parse.
+func IsSyntaxError(err error) bool {
+	var se *SyntaxError
+	return errors.As(err, &se)
 }
 
 type walker struct {

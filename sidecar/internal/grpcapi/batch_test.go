@@ -17,7 +17,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 )
 
-// TestBatchGetRules checks DESIGN.md section 3's BatchGet rules at the
+// TestBatchGetRules checks docs/reference/api.md's BatchGetSecrets rules at the
 // service: the size limits, names checked in request order (every name for
 // malformedness first, then every name for declaration), then the first
 // name that cannot be served decides; repeated names are served twice.

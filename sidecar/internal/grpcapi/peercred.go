@@ -36,7 +36,17 @@ func (peerCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, c
 
 func (peerCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	info := PeerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}
-	uc, ok := conn.(*net.UnixConn)
+	under := conn
+	// A bounded listener (connlimit) wraps the connection; the credentials
+	// belong to the socket underneath.
+	for {
+		w, ok := under.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		under = w.NetConn()
+	}
+	uc, ok := under.(*net.UnixConn)
 	if !ok {
 		return conn, info, nil
 	}

@@ -20,7 +20,9 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/secretproxy/secretproxy/proto/client"
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 )
@@ -30,7 +32,9 @@ const ServiceName = "secretproxy.v1.SecretService"
 
 // ServerOptions configure the gRPC server.
 type ServerOptions struct {
-	Cache   *cache.Cache
+	Cache *cache.Cache
+	// Tokens serves GetAccessToken; nil: every scope is refused as undeclared.
+	Tokens  *accesstoken.Cache
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Token, when not empty, is the bearer token every caller must send.
@@ -63,6 +67,14 @@ func NewServer(o ServerOptions) *Server {
 	s := grpc.NewServer(
 		grpc.Creds(PeerCredentials()),
 		grpc.MaxRecvMsgSize(256<<10),
+		// What the project's client accepts: a larger message fails the
+		// call RESOURCE_EXHAUSTED on this side, where it is counted,
+		// instead of on the client's.
+		grpc.MaxSendMsgSize(client.MaxMessageBytes),
+		// A connection that has not finished its HTTP/2 handshake after
+		// this is closed (default 120 s): local clients take milliseconds,
+		// and each connection holds a slot of listen.maxConnections.
+		grpc.ConnectionTimeout(10*time.Second),
 		// Clients are local and hold watch streams for hours: let them
 		// keep connections alive with pings (the default would GOAWAY a
 		// client that pings more often than every 5 minutes).
@@ -70,7 +82,7 @@ func NewServer(o ServerOptions) *Server {
 		grpc.UnaryInterceptor(ic.unary),
 		grpc.StreamInterceptor(ic.stream),
 	)
-	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache))
+	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache).WithTokens(o.Tokens))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)

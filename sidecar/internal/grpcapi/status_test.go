@@ -12,7 +12,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 )
 
-// TestToStatus checks every cache error against DESIGN.md section 3's status
+// TestToStatus checks every cache error against docs/reference/api.md's status
 // codes, and that each message names the secret and says what to do.
 func TestToStatus(t *testing.T) {
 	tests := []struct {

@@ -23,7 +23,7 @@ func (v answerVault) Get(_ context.Context, name, _ string) (keyvault.Secret, er
 	return keyvault.Secret{Value: "test-value-" + name, Version: "v1"}, nil
 }
 
-// TestWatchFirstMessageAndStatus checks DESIGN.md section 3's WatchSecrets
+// TestWatchFirstMessageAndStatus checks docs/reference/api.md's WatchSecrets
 // rules over gRPC: names are checked like BatchGet's, an optional secret
 // absent or disabled is left out of the first message, a non-optional one
 // ends the stream with NOT_FOUND or FAILED_PRECONDITION naming it.

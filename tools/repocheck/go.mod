@@ -1,0 +1,3 @@
+module github.com/secretproxy/secretproxy/tools/repocheck
+
+go 1.26.0
