@@ -244,6 +244,18 @@ class Emulator:
         assert version, "the emulator returned no version"
         return str(version)
 
+    def queue_token(self, resource: str, token: str) -> None:
+        """The next access token the identity endpoints issue for resource (PUT /admin/tokens)."""
+        req = urllib.request.Request(
+            self.vault_url.rstrip("/") + "/admin/tokens",
+            data=json.dumps({"next": [{"resource": resource, "token": token}]}).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, context=self._tls, timeout=10) as resp:
+            queued = json.load(resp).get("queued", {})
+        assert queued, "the emulator queued no token"
+
     def stop(self) -> None:
         self.process.stop()
 

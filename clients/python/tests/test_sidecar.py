@@ -36,6 +36,7 @@ SEED = {
 }
 DECLARED = {**harness.DATABASE_SECRETS, "api-key": "api-key", "absent": "absent-in-vault"}
 SQL_SCOPE = "https://database.windows.net/.default"
+SQL_TOKEN = "py-test-entra-token-" + pysecrets.token_hex(8)  # what the emulator issues for SQL_SCOPE
 
 BINARIES: harness.Binaries
 
@@ -45,13 +46,6 @@ def setUpModule() -> None:
     build_dir = tempfile.mkdtemp(prefix="secretproxy-py-bin-")
     unittest.addModuleCleanup(shutil.rmtree, build_dir, True)
     BINARIES = harness.build(build_dir)
-
-
-def sidecar_supports_access_tokens() -> bool:
-    """GetAccessToken's configuration (accessTokens.scopes) is in this checkout's sidecar."""
-    cfg = os.path.join(harness.REPO_ROOT, "sidecar", "internal", "config", "config.go")
-    with open(cfg, encoding="utf-8") as f:
-        return 'yaml:"accessTokens"' in f.read()
 
 
 class Consumer:
@@ -98,11 +92,15 @@ class SidecarTest(unittest.TestCase):
     token: str
     token_file: str
     sidecar_kw: Dict[str, object] = {}
+    queued_tokens: Dict[str, str] = {}  # resource -> the token the emulator issues first
 
     @classmethod
     def setUpClass(cls) -> None:
         cls.pod = harness.Pod(BINARIES, SEED)
         cls.addClassCleanup(cls.pod.stop)
+        assert cls.pod.emulator is not None
+        for resource, token in cls.queued_tokens.items():
+            cls.pod.emulator.queue_token(resource, token)
         cls.token = "py-test-client-token-" + pysecrets.token_hex(8)
         # The sidecar's file and the client's are separate files, as in a pod.
         sidecar_token = cls.pod.write_file("sidecar-token", cls.token + "\n")
@@ -136,14 +134,15 @@ class SidecarTest(unittest.TestCase):
         self.assertTrue(got == want, f"{what}: wrong value (values are not printed)")
 
     def assert_no_value(self, text: str, *more: str) -> None:
-        for value in [*SEED.values(), self.token, *more]:
+        for value in [*SEED.values(), self.token, SQL_TOKEN, *more]:
             self.assertFalse(value in text, "a secret value appears in the text (not printed)")
 
 
 class UnaryCallsTest(SidecarTest):
     """get, batch_get, list, refresh, get_access_token and their errors."""
 
-    sidecar_kw = {"access_token_scopes": [SQL_SCOPE]} if sidecar_supports_access_tokens() else {}
+    sidecar_kw = {"access_token_scopes": [SQL_SCOPE]}
+    queued_tokens = {"https://database.windows.net": SQL_TOKEN}
 
     def test_get(self) -> None:
         for transport, c in self.clients():
@@ -195,15 +194,10 @@ class UnaryCallsTest(SidecarTest):
                 self.assert_no_value(repr(got), value)
 
     def test_get_access_token(self) -> None:
-        if not sidecar_supports_access_tokens():
-            harness.banner("test_get_access_token DID NOT RUN: this checkout's sidecar has no accessTokens.scopes yet")
-            if os.environ.get("CI") == "true":
-                self.fail("the sidecar has no GetAccessToken configuration")
-            self.skipTest("the sidecar has no accessTokens.scopes yet")
         for transport, c in self.clients():
             with self.subTest(transport=transport):
                 tok = c.get_access_token(SQL_SCOPE)
-                self.assertTrue(tok.token, "empty token")
+                self.assertTrue(tok.token == SQL_TOKEN, "not the token the identity endpoint issued (not printed)")
                 self.assertIsNotNone(tok.expire_time)
                 assert tok.expire_time is not None
                 self.assertGreater(
@@ -211,7 +205,7 @@ class UnaryCallsTest(SidecarTest):
                     datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1),
                     "a token is never served within 1 minute of its expiry",
                 )
-                self.assert_no_value(repr(tok) + str([tok]), tok.token)
+                self.assert_no_value(repr(tok) + str([tok]), SQL_TOKEN)
                 with self.assertRaises(secretproxy.SecretProxyError) as cm:
                     c.get_access_token("https://management.azure.com/.default")
                 self.assertEqual(cm.exception.code, StatusCode.PERMISSION_DENIED, cm.exception)
