@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clientauth"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
@@ -60,6 +61,7 @@ type App struct {
 	unix     net.Listener
 	opsLis   net.Listener
 	ops      *http.Server
+	tokens   *clientauth.Tokens // nil without clientAuth.tokenFile
 	draining atomic.Bool
 	start    time.Time
 }
@@ -112,16 +114,13 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	a = &App{cfg: cfg, o: o, log: log, reg: reg, start: time.Now()}
 	m := metrics.New(reg, cfg.DeclaredNames(), o.Version)
 
-	var token string
+	var tokens *clientauth.Tokens
 	if cfg.ClientAuth.TokenFile != "" {
-		b, err := os.ReadFile(cfg.ClientAuth.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("read clientAuth.tokenFile: %w", err)
+		// Followed for rotation: Kubernetes swaps a mounted Secret in place.
+		if tokens, err = clientauth.New(cfg.ClientAuth.TokenFile, clientauth.Options{Logger: log}); err != nil {
+			return nil, err
 		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, fmt.Errorf("clientAuth.tokenFile %s is empty: put the bearer token callers must send in it", cfg.ClientAuth.TokenFile)
-		}
+		a.tokens = tokens
 	}
 
 	kvo := o.KeyVault
@@ -131,8 +130,12 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		return nil, err
 	}
 	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
-	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{
-		Cache: a.cache, Metrics: m, Logger: log, Token: token,
+	var auth interface{ Allow(string) bool }
+	if tokens != nil {
+		auth = tokens
+	}
+	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{Auth: auth,
+		Cache: a.cache, Metrics: m, Logger: log,
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
 	})
 	a.ops = &http.Server{
@@ -294,6 +297,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopping := make(chan struct{})
 	g.Go(func() error { a.watchReadiness(stopping); return nil })
+	if a.tokens != nil {
+		g.Go(func() error { a.tokens.Run(stopping); return nil })
+	}
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():
