@@ -178,6 +178,10 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("find a free port: %w", err)
 	}
+	return s.startOn(port)
+}
+
+func (s *Server) startOn(port int) error {
 	s.Port = port
 	// fsync off and friends: a throw-away cluster, durability buys nothing.
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
@@ -198,6 +202,23 @@ func (s *Server) stop() {
 		_ = s.command("pg_ctl", "-D", s.dataDir(), "-m", "immediate", "-w", "-t", "30", "stop").Run()
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+// Stop shuts the server down (fast mode: sessions are ended) and keeps its
+// data, as a database outage would; Restart brings it back on the same port.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if out, err := s.command("pg_ctl", "-D", s.dataDir(), "-m", "fast", "-w", "-t", "30", "stop").CombinedOutput(); err != nil {
+		t.Fatalf("pgtest: pg_ctl stop: %v\n%s", err, out)
+	}
+}
+
+// Restart starts a stopped server again on its port.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.startOn(s.Port); err != nil {
+		t.Fatalf("pgtest: restart: %v", err)
+	}
 }
 
 // Addr is "127.0.0.1:port", the form of the db-server secret.

@@ -143,8 +143,9 @@ type Emulator struct {
 	now func() time.Time
 	// tokenNow is the clock for token lifetimes: the real clock, because
 	// MSAL compares expires_on with it. Tests of expiry replace it.
-	tokenNow      func() time.Time
-	tenantID      string
+	tokenNow func() time.Time
+	tenantID string
+	// tokenLifetime is guarded by mu (the admin API changes it).
 	tokenLifetime time.Duration
 
 	vaultURL       string
@@ -169,6 +170,8 @@ type Emulator struct {
 	idFault  Fault              // token endpoints (managed identity and Entra)
 	requests []Request
 	tokens   map[string]issuedToken
+	// nextTokens are queued by IssueNext, per normalized resource.
+	nextTokens map[string][]string
 }
 
 // Start starts both listeners; they are serving when it returns.

@@ -41,6 +41,9 @@ type Config struct {
 	Logger           *slog.Logger
 	// SidecarBackoff bounds the watch's reconnect delay (zero: the client's default).
 	SidecarBackoffMin, SidecarBackoffMax time.Duration
+	// DBRetry bounds the wait between attempts of a credential set the
+	// database refused or could not be reached with (zero: dbconn.DefaultBackoff).
+	DBRetry dbconn.Backoff
 }
 
 // Validate reports every problem at once.
@@ -123,7 +126,9 @@ func (a *App) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.manager.Apply(ctx, creds)
+	// The database may still be starting, or the role not created yet: try
+	// again until ctx (--connect-timeout) ends.
+	return a.manager.ApplyRetrying(ctx, creds, a.cfg.DBRetry)
 }
 
 // Handler is the HTTP API.
@@ -133,7 +138,7 @@ func (a *App) Handler() (http.Handler, error) {
 
 // Serve serves the HTTP API on ln while watching the credentials, until ctx
 // ends; then it stops accepting, lets requests finish (up to 10 s) and returns
-// nil. /readyz is 503 until the first credentials work.
+// nil. /readyz is 503, with the reason, until the first credentials work.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	h, err := a.Handler()
 	if err != nil {
@@ -142,10 +147,18 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	g, gctx := errgroup.WithContext(ctx)
+	// The follower applies each set the watch hands over and retries one that
+	// fails (database starting, role not created yet) until it works or a
+	// newer set replaces it; the watch never waits for the database.
+	follower := a.manager.NewFollower(a.cfg.DBRetry)
+	g.Go(func() error {
+		follower.Run(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		// Only a configuration error ends the watch before ctx (the client
 		// retries everything else); the application cannot work without it.
-		return a.watcher.Run(gctx, a.manager.Apply)
+		return a.watcher.Run(gctx, follower.Offer)
 	})
 	g.Go(func() error {
 		a.log.Info("serving the order API", "addr", ln.Addr().String(), "driver", string(a.cfg.Driver))

@@ -60,7 +60,30 @@ type pool struct {
 	db       *sql.DB
 	creds    secrets.Credentials
 	inflight sync.WaitGroup
+
+	// refresh is this pool's latest credential refresh after a login failure
+	// (nil: none yet); every call failing on this pool joins it (see recoverLogin).
+	refreshMu sync.Mutex
+	refresh   *refreshCall
 }
+
+// refreshCall is one refresh of the credentials, shared by the calls that
+// wait for it.
+type refreshCall struct {
+	done chan struct{}
+	err  error     // set before done is closed
+	end  time.Time // when it ended; guarded by the pool's refreshMu
+}
+
+// refreshCooldown is how long a finished refresh answers for further login
+// failures on the same pool: a burst of failing calls costs one refresh. It
+// matches the sidecar's default refresh.minInterval, within which a second
+// RefreshSecret would not read the vault again anyway.
+const refreshCooldown = 10 * time.Second
+
+// refreshTimeout bounds one refresh, which runs apart from the caller that
+// started it so that its cancellation does not fail the calls that joined.
+const refreshTimeout = 30 * time.Second
 
 // Manager owns the current pool. It is safe for concurrent use.
 type Manager struct {
@@ -76,8 +99,10 @@ type Manager struct {
 
 	applyMu   sync.Mutex // one Apply at a time: rotations are rare and ordered
 	retiring  sync.WaitGroup
+	refreshes sync.WaitGroup // refreshes running apart from their callers
 	rotations *prometheus.CounterVec
 	closed    bool
+	wait      waitState // why there is no pool yet, for /readyz
 }
 
 // NewManager returns a manager for dialect d with no pool yet.
@@ -131,6 +156,7 @@ func (m *Manager) Apply(ctx context.Context, creds secrets.Credentials) error {
 	p, err := m.open(ctx, creds)
 	if err != nil {
 		m.rotations.WithLabelValues("failure").Inc()
+		m.wait.failed(err)
 		m.log.ErrorContext(ctx, "database credentials rejected; keeping the current pool",
 			"credentials", creds, "err", err)
 		return err
@@ -140,6 +166,7 @@ func (m *Manager) Apply(ctx context.Context, creds secrets.Credentials) error {
 	m.cur = p
 	m.mu.Unlock()
 	m.rotations.WithLabelValues("success").Inc()
+	m.wait.reset()
 	m.log.InfoContext(ctx, "database pool swapped in", "credentials", creds, "first", old == nil, "duration", time.Since(start))
 	if old != nil {
 		m.retire(old)
@@ -244,24 +271,48 @@ func redactFor(err error, p *pool) error {
 func (m *Manager) run(fn func(*sql.DB) error) (*pool, error) {
 	p := m.acquire()
 	if p == nil {
-		return nil, ErrNotReady
+		return nil, m.wait.notReady()
 	}
 	defer p.inflight.Done()
 	return p, fn(p.db)
 }
 
-// recoverLogin refreshes the credentials, unless the pool that failed has been
-// replaced already (a burst of failing calls then costs one refresh).
+// recoverLogin refreshes the credentials once for a burst of login failures
+// on one pool: nothing when the pool that failed has been replaced already;
+// otherwise the first failing call starts a refresh and every other call that
+// fails on the same pool, while it runs or up to refreshCooldown after it
+// ended, waits for that one and shares its outcome.
 func (m *Manager) recoverLogin(ctx context.Context, failed *pool) error {
-	if m.opt.Refresh == nil {
+	if m.opt.Refresh == nil || m.current() != failed {
 		return nil
 	}
-	m.applyMu.Lock()
-	replaced := m.cur != failed
-	m.applyMu.Unlock()
-	if replaced {
-		return nil
+	failed.refreshMu.Lock()
+	rc := failed.refresh
+	if rc == nil || (!rc.end.IsZero() && time.Since(rc.end) > refreshCooldown) {
+		rc = &refreshCall{done: make(chan struct{})}
+		failed.refresh = rc
+		m.refreshes.Add(1)
+		go func() {
+			defer m.refreshes.Done()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			err := m.refreshAndApply(rctx)
+			failed.refreshMu.Lock()
+			rc.err, rc.end = err, time.Now()
+			failed.refreshMu.Unlock()
+			close(rc.done)
+		}()
 	}
+	failed.refreshMu.Unlock()
+	select {
+	case <-rc.done:
+		return rc.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Manager) refreshAndApply(ctx context.Context) error {
 	creds, err := m.opt.Refresh(ctx)
 	if err != nil {
 		return fmt.Errorf("refresh credentials after a login failure: %w", err)
@@ -298,6 +349,7 @@ func (m *Manager) Close() error {
 	if p != nil {
 		m.retire(p)
 	}
+	m.refreshes.Wait()
 	m.retiring.Wait()
 	return nil
 }

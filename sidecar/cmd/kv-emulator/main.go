@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -44,6 +45,7 @@ type config struct {
 	seed, caOut, headerOut      string
 	federatedTokenOut, tenantID string
 	logLevel, logFormat         string
+	tokenLifetime               time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -57,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.headerOut, "identity-header-out", "", "write the IDENTITY_HEADER value here (mode 0600)")
 	fs.StringVar(&c.federatedTokenOut, "federated-token-out", "", "write the workload identity federated token here (mode 0600), for AZURE_FEDERATED_TOKEN_FILE")
 	fs.StringVar(&c.tenantID, "tenant-id", kvemulator.DefaultTenantID, "tenant id announced in the Key Vault challenge and served by the authority")
+	fs.DurationVar(&c.tokenLifetime, "token-lifetime", kvemulator.DefaultTokenLifetime, "lifetime of issued access tokens (1s to 24h); the admin API can change it (PUT /admin/tokens)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug | info | warn | error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text | json")
 	if err := fs.Parse(args); err != nil {
@@ -71,6 +74,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if err := kvemulator.CheckLoopback(c.identityListen); err != nil {
 		problems = append(problems, fmt.Errorf("--identity-listen: %w", err))
+	}
+	if c.tokenLifetime < kvemulator.MinTokenLifetime || c.tokenLifetime > kvemulator.MaxTokenLifetime {
+		problems = append(problems, fmt.Errorf("--token-lifetime %s: want %s to %s", c.tokenLifetime, kvemulator.MinTokenLifetime, kvemulator.MaxTokenLifetime))
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
@@ -127,11 +133,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	e, err := kvemulator.Start(kvemulator.Options{
-		Secrets:      seed,
-		TenantID:     c.tenantID,
-		VaultAddr:    c.vaultListen,
-		IdentityAddr: c.identityListen,
-		Logger:       log,
+		Secrets:       seed,
+		TenantID:      c.tenantID,
+		VaultAddr:     c.vaultListen,
+		IdentityAddr:  c.identityListen,
+		Logger:        log,
+		TokenLifetime: c.tokenLifetime,
 	})
 	if err != nil {
 		return err

@@ -75,6 +75,7 @@ func TestParseFlags(t *testing.T) {
 		{"routable identity", []string{"--identity-listen", "192.168.1.10:8081"}, "--identity-listen"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
+		{"token lifetime too short", []string{"--token-lifetime", "0s"}, "--token-lifetime"},
 		{"positional", []string{"extra"}, "unexpected arguments"},
 		{"unknown flag", []string{"--vault", "x"}, "flag provided but not defined"},
 	}

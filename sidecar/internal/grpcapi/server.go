@@ -22,6 +22,7 @@ import (
 
 	"github.com/secretproxy/secretproxy/proto/client"
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 )
@@ -31,7 +32,9 @@ const ServiceName = "secretproxy.v1.SecretService"
 
 // ServerOptions configure the gRPC server.
 type ServerOptions struct {
-	Cache   *cache.Cache
+	Cache *cache.Cache
+	// Tokens serves GetAccessToken; nil: every scope is refused as undeclared.
+	Tokens  *accesstoken.Cache
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Token, when not empty, is the bearer token every caller must send.
@@ -84,7 +87,7 @@ func NewServer(o ServerOptions) *Server {
 		grpc.UnaryInterceptor(ic.unary),
 		grpc.StreamInterceptor(ic.stream),
 	)
-	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache))
+	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache).WithTokens(o.Tokens))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
