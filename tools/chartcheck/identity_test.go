@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -35,19 +36,35 @@ func webhookReach(pod corev1.PodTemplateSpec) []string {
 	return got
 }
 
-// TestOnlySidecarGetsIdentity: in every ci values file whose pod the webhook
-// mutates, the webhook reaches the secret-proxy container and no other; the
-// application cannot get a Key Vault token itself.
+// TestOnlySidecarGetsIdentity: in every ci values file, every pod the chart
+// renders (the Deployment's, the migration Job's) that the webhook mutates
+// gives the token to the secret-proxy container and no other; the application
+// cannot get a Key Vault token itself.
 func TestOnlySidecarGetsIdentity(t *testing.T) {
 	for name, file := range ciFiles(t) {
 		t.Run(name, func(t *testing.T) {
-			pod := renderCI(t, file).deployment(t).Spec.Template
-			want := []string{"secret-proxy"}
-			if pod.Labels["azure.workload.identity/use"] != "true" {
-				want = nil
+			pods := 0
+			for _, o := range renderCI(t, file).objects {
+				var pod corev1.PodTemplateSpec
+				switch w := o.(type) {
+				case *appsv1.Deployment:
+					pod = w.Spec.Template
+				case *batchv1.Job:
+					pod = w.Spec.Template
+				default:
+					continue
+				}
+				pods++
+				want := []string{"secret-proxy"}
+				if pod.Labels["azure.workload.identity/use"] != "true" {
+					want = nil
+				}
+				if diff := cmp.Diff(want, webhookReach(pod)); diff != "" {
+					t.Errorf("%T: containers the webhook gives the token (-want +got):\n%s\nannotation %q", o, diff, pod.Annotations[skipAnnotation])
+				}
 			}
-			if diff := cmp.Diff(want, webhookReach(pod)); diff != "" {
-				t.Errorf("containers the webhook gives the token (-want +got):\n%s\nannotation %q", diff, pod.Annotations[skipAnnotation])
+			if pods == 0 {
+				t.Error("no pod template rendered")
 			}
 		})
 	}

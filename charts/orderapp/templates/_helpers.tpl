@@ -110,3 +110,13 @@ webhook's reach without a second list to maintain.
   volumeMounts:
     {{- include "secret-proxy.clientVolumeMounts" $sp | nindent 6 }}
 {{- end -}}
+
+{{/*
+orderapp.testSelectorLabels: the helm test pod's labels. They differ from selectorLabels in
+app.kubernetes.io/name, so the Service, the PodDisruptionBudget and the NetworkPolicy never
+select the test pod; the NetworkPolicy names them to let the test in.
+*/}}
+{{- define "orderapp.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-test" (include "orderapp.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
