@@ -14,7 +14,7 @@ export GOFLAGS ?= -modcacherw
 ROOT := $(CURDIR)
 MODULES := $(patsubst %/go.mod,%,$(wildcard proto/go.mod sidecar/go.mod orderapp/go.mod e2e/go.mod))
 # Modules of our own test and measurement tools, outside the workspace.
-TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load tools/repocheck
+TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load tools/repocheck tools/testsummary
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := $(ROOT)/bin
 LDFLAGS_SIDECAR := -s -w -X main.version=$(VERSION)
@@ -26,6 +26,11 @@ LDFLAGS_APP := -s -w -X main.version=$(VERSION)
 BUF := GOWORK=off go tool -modfile=$(ROOT)/tools/buf/go.mod buf
 STATICCHECK := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod staticcheck
 BENCHSTAT := cd $(ROOT)/tools/lint && GOWORK=off go tool benchstat
+
+# GO_TEST LABEL ARGS runs `go test -json ARGS` through tools/testsummary: go test's ok/FAIL
+# lines, failures in full, every skipped test with its reason, and "N passed, N failed,
+# N skipped" per module.
+GO_TEST := $(ROOT)/tools/scripts/go-test.sh
 
 # step prints what runs, so a CI log reads as a story.
 step = printf '\n==> %s\n' "$(1)"
@@ -67,7 +72,7 @@ lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
 	@if git rev-parse -q --verify HEAD >/dev/null; then cd proto && $(BUF) breaking --against '$(ROOT)/.git#ref=HEAD,subdir=proto'; fi
 
 .PHONY: test
-test: check-generated lint test-go test-repo test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), repository checks, charts and Dockerfiles.
+test: check-generated lint test-go test-tools test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), repository checks, charts and Dockerfiles.
 	@$(call step,make test: all passed)
 
 .PHONY: test-deps
@@ -77,12 +82,11 @@ test-deps: ## Install PostgreSQL from Debian's packages when missing (as root; o
 
 .PHONY: test-go
 test-go: test-deps ## Go tests of every workspace module, with -race.
-	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && go test -race -count=1 -timeout 15m ./...); done
+	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && $(GO_TEST) $$m -race -count=1 -timeout 15m ./...); done
 
-.PHONY: test-repo
-test-repo: ## Checks of the repository itself (tools/repocheck): no link leaves it; the scripts under tools/scripts.
-	@$(call step,go test tools/repocheck)
-	cd tools/repocheck && GOWORK=off go test -count=1 ./...
+.PHONY: test-tools
+test-tools: ## Checks of the repository itself (tools/repocheck: no link leaves it, the scripts under tools/scripts) and of tools/testsummary.
+	@for m in tools/testsummary tools/repocheck; do $(call step,go test ($$m)); (cd $$m && GOWORK=off $(GO_TEST) $$m -count=1 ./...); done
 
 .PHONY: test-charts
 test-charts: ## Offline chart and Dockerfile checks (render, strict decode, lint, Pod Security, kubeconform, helm-unittest, --check).
