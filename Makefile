@@ -26,6 +26,7 @@ LDFLAGS_APP := -s -w -X main.version=$(VERSION)
 BUF := GOWORK=off go tool -modfile=$(ROOT)/tools/buf/go.mod buf
 STATICCHECK := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod staticcheck
 BENCHSTAT := cd $(ROOT)/tools/lint && GOWORK=off go tool benchstat
+GRPCURL := cd $(ROOT)/tools/grpcurl && GOWORK=off go tool grpcurl
 
 # GO_TEST LABEL ARGS runs `go test -json ARGS` through tools/testsummary: go test's ok/FAIL
 # lines, failures in full, every skipped test with its reason, and "N passed, N failed,
@@ -114,6 +115,12 @@ demo: build ## Run the whole pod locally (kv-emulator, secret-proxy, orderapp on
 	cd e2e && go build -o $(BIN)/demo ./cmd/demo
 	@$(call step,demo: starting (files in .demo/))
 	exec $(BIN)/demo run --bin $(BIN) --dir $(ROOT)/.demo $(DEMO_FLAGS)
+
+DEMO_GRPC ?= 127.0.0.1:50051
+.PHONY: demo-grpc
+demo-grpc: ## With `make demo` running: grpcurl ListSecrets and GetSecret db-user on the sidecar (DEMO_GRPC=127.0.0.1:50051; reflection is off, so the proto file is passed).
+	$(GRPCURL) -plaintext -import-path $(ROOT)/proto -proto secretproxy/v1/secret_service.proto $(DEMO_GRPC) secretproxy.v1.SecretService/ListSecrets
+	$(GRPCURL) -plaintext -import-path $(ROOT)/proto -proto secretproxy/v1/secret_service.proto -d '{"name":"db-user"}' $(DEMO_GRPC) secretproxy.v1.SecretService/GetSecret
 
 .PHONY: demo-rotate
 demo-rotate: ## With `make demo` running: set a new database password version and watch the app swap its pool.
