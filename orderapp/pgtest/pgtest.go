@@ -178,6 +178,10 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("find a free port: %w", err)
 	}
+	return s.startOn(port)
+}
+
+func (s *Server) startOn(port int) error {
 	s.Port = port
 	// fsync off and friends: a throw-away cluster, durability buys nothing.
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
@@ -198,6 +202,23 @@ func (s *Server) stop() {
 		_ = s.command("pg_ctl", "-D", s.dataDir(), "-m", "immediate", "-w", "-t", "30", "stop").Run()
 	}
 	_ = os.RemoveAll(s.dir)
+}
+
+// Stop shuts the server down (fast mode: sessions are ended) and keeps its
+// data, as a database outage would; Restart brings it back on the same port.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if out, err := s.command("pg_ctl", "-D", s.dataDir(), "-m", "fast", "-w", "-t", "30", "stop").CombinedOutput(); err != nil {
+		t.Fatalf("pgtest: pg_ctl stop: %v\n%s", err, out)
+	}
+}
+
+// Restart starts a stopped server again on its port.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.startOn(s.Port); err != nil {
+		t.Fatalf("pgtest: restart: %v", err)
+	}
 }
 
 // Addr is "127.0.0.1:port", the form of the db-server secret.
@@ -244,6 +265,15 @@ func (s *Server) CreateRole(t testing.TB, user, password string) {
 func (s *Server) SetPassword(t testing.TB, user, password string) {
 	t.Helper()
 	s.Exec(t, fmt.Sprintf("ALTER ROLE %s PASSWORD %s", ident(user), literal(password)))
+}
+
+// SetPasswordUntil changes a role's password and makes it expire at until, as
+// an Entra access token does: the test makes the role's password the token
+// the sidecar will hand out, and PostgreSQL refuses it after its expiry
+// (FATAL 28P01, like a wrong password). Open sessions stay open.
+func (s *Server) SetPasswordUntil(t testing.TB, user, password string, until time.Time) {
+	t.Helper()
+	s.Exec(t, fmt.Sprintf("ALTER ROLE %s PASSWORD %s VALID UNTIL %s", ident(user), literal(password), literal(until.UTC().Format("2006-01-02 15:04:05.000000+00"))))
 }
 
 // CreateDatabase creates a database owned by owner, so owner may create tables in it.

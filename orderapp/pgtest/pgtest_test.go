@@ -44,3 +44,29 @@ func assertAuthFailure(t *testing.T, err error) {
 		t.Fatalf("login with a wrong password: got %v, want SQLSTATE 28P01", err)
 	}
 }
+
+// TestStopRestart: a stopped server refuses connections; restarted, it
+// answers on the same address with its data.
+func TestStopRestart(t *testing.T) {
+	s := pgtest.Start(t)
+	s.CreateRole(t, "app_user", "test-password-1")
+	s.CreateDatabase(t, "app_db", "app_user")
+	addr := s.Addr()
+	db, err := sql.Open("pgx", s.DSN("app_user", "test-password-1", "app_db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxIdleConns(0)
+	s.Stop(t)
+	if err := db.PingContext(t.Context()); err == nil {
+		t.Fatal("ping of a stopped server succeeded")
+	}
+	s.Restart(t)
+	if s.Addr() != addr {
+		t.Errorf("restarted on %s, want %s", s.Addr(), addr)
+	}
+	if err := db.PingContext(t.Context()); err != nil {
+		t.Fatalf("ping after restart: %v", err)
+	}
+}

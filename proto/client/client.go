@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
@@ -78,7 +79,9 @@ func WithTokenFile(path string) Option { return func(s *settings) { s.tokenFile 
 // WithLogger sets the logger Watch reports reconnects to (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l } }
 
-// WithBackoff sets Watch's reconnect back-off bounds (default 100 ms to 5 s).
+// WithBackoff sets the reconnect back-off bounds (default 100 ms to 5 s) of
+// Watch's loop and of the connection's own connect attempts, so a watch is
+// back within about maxDelay of the sidecar being back, whatever the outage.
 func WithBackoff(minDelay, maxDelay time.Duration) Option {
 	return func(s *settings) { s.minBackoff, s.maxBackoff = minDelay, maxDelay }
 }
@@ -109,6 +112,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		// The sidecar is in the same pod: a unix socket or loopback, never the network.
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithConnectParams(connectParams(s.minBackoff, s.maxBackoff)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
 	}
 	if s.token != "" || s.tokenFile != "" {
@@ -126,6 +130,21 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		minBackoff: s.minBackoff,
 		maxBackoff: s.maxBackoff,
 	}, nil
+}
+
+// connectParams bounds gRPC's own reconnect back-off by the client's. Calls
+// wait for the connection to be ready (waitForReady), so after a sidecar outage
+// a watch comes back only when the channel's next connect attempt succeeds;
+// gRPC's default back-off (1 s growing by 1.6 up to 120 s) would let that
+// attempt come up to two minutes after the sidecar is back. With the client's
+// bounds (default 100 ms to 5 s, plus gRPC's 20 % jitter) the next attempt is
+// at most 6 s away. A connect attempt to a sidecar in the same pod takes
+// milliseconds; one that hangs is given up after 5 s at least (or maxDelay).
+func connectParams(minDelay, maxDelay time.Duration) grpc.ConnectParams {
+	return grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: minDelay, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxDelay},
+		MinConnectTimeout: max(maxDelay, 5*time.Second),
+	}
 }
 
 func validateTarget(target string) error {

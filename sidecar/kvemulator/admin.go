@@ -34,6 +34,15 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
 			return writeJSON(w, http.StatusOK, map[string]any{})
 		}
 		return adminMethod(w, r, "GET, DELETE")
+	case len(parts) == 2 && parts[1] == "rate-limit":
+		switch r.Method {
+		case http.MethodGet:
+			return writeJSON(w, http.StatusOK, e.RateStats())
+		case http.MethodDelete:
+			e.ResetRateStats()
+			return writeJSON(w, http.StatusOK, map[string]any{})
+		}
+		return adminMethod(w, r, "GET, DELETE")
 	case len(parts) == 2 && (parts[1] == "faults" || parts[1] == "identity-faults"):
 		set, slot := e.SetFault, &e.fault
 		if parts[1] == "identity-faults" {
@@ -47,6 +56,14 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
 			f := *slot
 			e.mu.Unlock()
 			return writeJSON(w, http.StatusOK, faultJSON{Mode: f.Mode.String(), RetryAfterSeconds: int(f.RetryAfter / time.Second), Count: f.Count})
+		}
+		return adminMethod(w, r, "GET, PUT")
+	case len(parts) == 2 && parts[1] == "tokens":
+		switch r.Method {
+		case http.MethodPut:
+			return e.adminSetTokens(w, r)
+		case http.MethodGet:
+			return writeJSON(w, http.StatusOK, tokensStateJSON{LifetimeSeconds: int64(e.TokenLifetime() / time.Second), Queued: e.QueuedTokens()})
 		}
 		return adminMethod(w, r, "GET, PUT")
 	case len(parts) == 3 && parts[1] == "secrets":
@@ -75,7 +92,7 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
 		return e.adminResult(w, name, e.EnableSecret(name))
 	}
 	return adminError(w, http.StatusNotFound, "NotFound", "unknown admin path "+r.URL.Path+
-		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults, /admin/identity-faults or /admin/requests")
+		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults, /admin/identity-faults, /admin/tokens, /admin/rate-limit or /admin/requests")
 }
 
 // adminSecretJSON is the body of PUT /admin/secrets/{name}; exp and nbf are
@@ -92,6 +109,53 @@ type faultJSON struct {
 	Mode              string `json:"mode"`
 	RetryAfterSeconds int    `json:"retryAfterSeconds"`
 	Count             int    `json:"count"`
+}
+
+// tokensJSON is the body of PUT /admin/tokens: a new lifetime for the tokens
+// issued from now on (0 or absent: unchanged) and tokens to issue next.
+type tokensJSON struct {
+	LifetimeSeconds int64           `json:"lifetimeSeconds"`
+	Next            []nextTokenJSON `json:"next"`
+}
+
+type nextTokenJSON struct {
+	Resource string `json:"resource"`
+	Token    string `json:"token"`
+}
+
+// tokensStateJSON is the answer of GET and PUT /admin/tokens; it never holds
+// a token, only how many are queued per resource.
+type tokensStateJSON struct {
+	LifetimeSeconds int64          `json:"lifetimeSeconds"`
+	Queued          map[string]int `json:"queued"`
+}
+
+func (e *Emulator) adminSetTokens(w http.ResponseWriter, r *http.Request) int {
+	var in tokensJSON
+	if err := decodeStrict(w, r, &in); err != nil {
+		return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+	}
+	if in.LifetimeSeconds < 0 || in.LifetimeSeconds > int64(MaxTokenLifetime/time.Second) {
+		return adminError(w, http.StatusBadRequest, "BadParameter", fmt.Sprintf("lifetimeSeconds must be 1-%d (0 or absent leaves it unchanged)", int64(MaxTokenLifetime/time.Second)))
+	}
+	// Check every queued token before applying anything, so a bad request
+	// changes nothing.
+	for i, n := range in.Next {
+		if normalizeResource(n.Resource) == "" || !validNextToken(n.Token) {
+			return adminError(w, http.StatusBadRequest, "BadParameter", fmt.Sprintf("next[%d]: needs a resource and a token of 1-%d printable ASCII bytes without spaces", i, maxNextTokenLen))
+		}
+	}
+	if in.LifetimeSeconds > 0 {
+		if err := e.SetTokenLifetime(time.Duration(in.LifetimeSeconds) * time.Second); err != nil {
+			return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+		}
+	}
+	for _, n := range in.Next {
+		if err := e.IssueNext(n.Resource, n.Token); err != nil {
+			return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
+		}
+	}
+	return writeJSON(w, http.StatusOK, tokensStateJSON{LifetimeSeconds: int64(e.TokenLifetime() / time.Second), Queued: e.QueuedTokens()})
 }
 
 func (e *Emulator) adminSetSecret(w http.ResponseWriter, r *http.Request, name string) int {

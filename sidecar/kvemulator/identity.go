@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -36,15 +37,28 @@ type issuedToken struct {
 
 // issueToken mints an opaque access token for resource. Tokens are random, not
 // JWTs: no client parses an access token, and a random string cannot be forged.
+//
+// A token queued with IssueNext for the resource is issued instead of a
+// random one, so that a test can make a real database accept exactly it.
 func (e *Emulator) issueToken(resource, clientID string) (string, time.Time, error) {
-	tok, err := randomHex(32)
+	rnd, err := randomHex(32)
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	tok := "kvemu." + rnd
 	now := e.tokenTime()
-	exp := now.Add(e.tokenLifetime).Truncate(time.Second)
+	res := normalizeResource(resource)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	exp := now.Add(e.tokenLifetime).Truncate(time.Second)
+	if q := e.nextTokens[res]; len(q) > 0 {
+		tok = q[0]
+		if len(q) == 1 {
+			delete(e.nextTokens, res)
+		} else {
+			e.nextTokens[res] = q[1:]
+		}
+	}
 	// Forget expired tokens so a long-running demo does not grow the map.
 	if len(e.tokens) > 1000 {
 		for k, t := range e.tokens {
@@ -53,8 +67,83 @@ func (e *Emulator) issueToken(resource, clientID string) (string, time.Time, err
 			}
 		}
 	}
-	e.tokens["kvemu."+tok] = issuedToken{resource: normalizeResource(resource), clientID: clientID, expires: exp}
-	return "kvemu." + tok, exp, nil
+	e.tokens[tok] = issuedToken{resource: res, clientID: clientID, expires: exp}
+	return tok, exp, nil
+}
+
+// Bounds of the admin-settable token settings.
+const (
+	MinTokenLifetime = time.Second
+	MaxTokenLifetime = 24 * time.Hour
+	maxNextTokenLen  = 4096
+)
+
+// SetTokenLifetime sets the lifetime of the access tokens issued from now on
+// (MinTokenLifetime to MaxTokenLifetime).
+func (e *Emulator) SetTokenLifetime(d time.Duration) error {
+	if d < MinTokenLifetime || d > MaxTokenLifetime {
+		return fmt.Errorf("token lifetime %s is out of range: use %s to %s", d, MinTokenLifetime, MaxTokenLifetime)
+	}
+	e.mu.Lock()
+	e.tokenLifetime = d
+	e.mu.Unlock()
+	e.log.Info("token lifetime set", "lifetime", d)
+	return nil
+}
+
+// TokenLifetime is the lifetime of the access tokens issued now.
+func (e *Emulator) TokenLifetime() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tokenLifetime
+}
+
+// IssueNext queues tokens to issue, in order, for the next token requests for
+// resource (with or without "/.default" and a trailing slash), by any of the
+// identity endpoints. A test sets a database role's password to a queued
+// token so that the database accepts exactly the token the sidecar will get.
+// Tokens are 1 to 4096 bytes of printable ASCII without spaces.
+func (e *Emulator) IssueNext(resource string, tokens ...string) error {
+	res := normalizeResource(resource)
+	if res == "" {
+		return errors.New("resource is empty: name the resource, e.g. https://ossrdbms-aad.database.windows.net")
+	}
+	for i, t := range tokens {
+		if !validNextToken(t) {
+			return fmt.Errorf("token %d is not 1 to %d bytes of printable ASCII without spaces", i, maxNextTokenLen)
+		}
+	}
+	e.mu.Lock()
+	if e.nextTokens == nil {
+		e.nextTokens = map[string][]string{}
+	}
+	e.nextTokens[res] = append(e.nextTokens[res], tokens...)
+	e.mu.Unlock()
+	e.log.Info("tokens queued", "resource", res, "count", len(tokens))
+	return nil
+}
+
+// QueuedTokens says how many queued tokens each resource has left.
+func (e *Emulator) QueuedTokens() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]int, len(e.nextTokens))
+	for r, q := range e.nextTokens {
+		out[r] = len(q)
+	}
+	return out
+}
+
+func validNextToken(t string) bool {
+	if len(t) == 0 || len(t) > maxNextTokenLen {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // checkToken reports whether tok is a live token this emulator issued for

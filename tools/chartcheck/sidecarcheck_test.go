@@ -33,7 +33,7 @@ func buildSidecar(t *testing.T) string {
 	return bin
 }
 
-// TestConfigPassesSidecarCheck runs `secret-proxy --config FILE --check` on the config.yaml of
+// TestConfigPassesSidecarCheck runs `secret-proxy --config FILE --check --config-only` on the config.yaml of
 // the ConfigMap rendered for every ci values file.
 func TestConfigPassesSidecarCheck(t *testing.T) {
 	bin := buildSidecar(t)
@@ -60,7 +60,9 @@ func TestConfigPassesSidecarCheck(t *testing.T) {
 			}
 			cfg := filepath.Join(t.TempDir(), "config.yaml")
 			writeFile(t, cfg, data)
-			out, err := exec.CommandContext(t.Context(), bin, "--config", cfg, "--check").CombinedOutput()
+			// --config-only: the socket directory, the token file and the
+			// workload identity environment exist only in the pod.
+			out, err := exec.CommandContext(t.Context(), bin, "--config", cfg, "--check", "--config-only").CombinedOutput()
 			if err != nil {
 				t.Errorf("secret-proxy --check refused the rendered configuration: %v\n%s\nconfig.yaml:\n%s", err, out, data)
 			}

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# install-test-deps.sh [--require] postgresql|etcd ...
+# install-test-deps.sh [--require] postgresql|etcd|python ...
 # Installs the Debian packages the tests need when they are missing:
 #   postgresql  the orderapp and e2e tests run a private server with password authentication
 #   etcd        the slow tier's kube-apiserver stores its objects in it
+#   python      the Python client's runtime (python3, python3-grpcio, python3-protobuf) and mypy for its
+#               tests, and the generators make generate pins (protobuf-compiler,
+#               protobuf-compiler-grpc; see generate-python.sh)
 # As root it installs them with apt-get. Otherwise it says what to install and, with
 # --require, fails; without it the tests that need the package say loudly that they did
 # not run (and fail under CI=true).
@@ -32,13 +35,20 @@ if [ "${1:-}" = "--require" ]; then
 	require=true
 	shift
 fi
-[ $# -gt 0 ] || { echo "usage: install-test-deps.sh [--require] postgresql|etcd ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: install-test-deps.sh [--require] postgresql|etcd|python ..." >&2; exit 2; }
 
 missing=()
 for dep in "$@"; do
 	case $dep in
 	postgresql) compgen -G "$pg_initdb_glob" >/dev/null || missing+=(postgresql) ;;
 	etcd) command -v "$etcd_bin" >/dev/null || missing+=(etcd-server) ;;
+	python)
+		# Debian's packages, checked with dpkg: the tests run /usr/bin/python3, whose
+		# modules come from these packages (PyPI is not needed, nor used).
+		for pkg in python3 python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc mypy; do
+			dpkg-query -W -f '${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || missing+=("$pkg")
+		done
+		;;
 	*) echo "install-test-deps.sh: unknown dependency $dep" >&2; exit 2 ;;
 	esac
 done

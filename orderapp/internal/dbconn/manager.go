@@ -52,6 +52,10 @@ type Options struct {
 	Refresh func(context.Context) (secrets.Credentials, error)
 	// Open opens a pool; tests replace it. Default: sql.Open.
 	Open func(driverName, dsn string) (*sql.DB, error)
+	// Tokens, when set, switches to passwordless logins (--db-auth entra):
+	// every new connection logs in with an access token from it, and no
+	// password is used. Open is then not used.
+	Tokens TokenSource
 }
 
 // pool is one generation of connections. inflight counts the calls using it,
@@ -60,7 +64,30 @@ type pool struct {
 	db       *sql.DB
 	creds    secrets.Credentials
 	inflight sync.WaitGroup
+
+	// refresh is this pool's latest credential refresh after a login failure
+	// (nil: none yet); every call failing on this pool joins it (see recoverLogin).
+	refreshMu sync.Mutex
+	refresh   *refreshCall
 }
+
+// refreshCall is one refresh of the credentials, shared by the calls that
+// wait for it.
+type refreshCall struct {
+	done chan struct{}
+	err  error     // set before done is closed
+	end  time.Time // when it ended; guarded by the pool's refreshMu
+}
+
+// refreshCooldown is how long a finished refresh answers for further login
+// failures on the same pool: a burst of failing calls costs one refresh. It
+// matches the sidecar's default refresh.minInterval, within which a second
+// RefreshSecret would not read the vault again anyway.
+const refreshCooldown = 10 * time.Second
+
+// refreshTimeout bounds one refresh, which runs apart from the caller that
+// started it so that its cancellation does not fail the calls that joined.
+const refreshTimeout = 30 * time.Second
 
 // Manager owns the current pool. It is safe for concurrent use.
 type Manager struct {
@@ -76,8 +103,10 @@ type Manager struct {
 
 	applyMu   sync.Mutex // one Apply at a time: rotations are rare and ordered
 	retiring  sync.WaitGroup
+	refreshes sync.WaitGroup // refreshes running apart from their callers
 	rotations *prometheus.CounterVec
 	closed    bool
+	wait      waitState // why there is no pool yet, for /readyz
 }
 
 // NewManager returns a manager for dialect d with no pool yet.
@@ -131,6 +160,7 @@ func (m *Manager) Apply(ctx context.Context, creds secrets.Credentials) error {
 	p, err := m.open(ctx, creds)
 	if err != nil {
 		m.rotations.WithLabelValues("failure").Inc()
+		m.wait.failed(err)
 		m.log.ErrorContext(ctx, "database credentials rejected; keeping the current pool",
 			"credentials", creds, "err", err)
 		return err
@@ -140,6 +170,7 @@ func (m *Manager) Apply(ctx context.Context, creds secrets.Credentials) error {
 	m.cur = p
 	m.mu.Unlock()
 	m.rotations.WithLabelValues("success").Inc()
+	m.wait.reset()
 	m.log.InfoContext(ctx, "database pool swapped in", "credentials", creds, "first", old == nil, "duration", time.Since(start))
 	if old != nil {
 		m.retire(old)
@@ -168,19 +199,33 @@ func (m *Manager) retire(old *pool) {
 }
 
 func (m *Manager) open(ctx context.Context, creds secrets.Credentials) (*pool, error) {
-	dsn, err := DSN(m.d, creds)
-	if err != nil {
-		return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
-	}
-	db, err := m.opt.Open(m.d.DriverName(), dsn)
-	if err != nil {
-		return nil, redact(fmt.Errorf("open database: %w", err), creds)
-	}
 	ps := m.opt.Pool
+	var db *sql.DB
+	if m.opt.Tokens != nil {
+		dsn, err := EntraDSN(m.d, creds)
+		if err != nil {
+			return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
+		}
+		conn, err := NewEntraConnector(m.d, dsn, m.opt.Tokens)
+		if err != nil {
+			return nil, redact(fmt.Errorf("open database: %w", err), creds)
+		}
+		db = sql.OpenDB(conn)
+		// Never keep a connection past its token's expiry.
+		conn.(*entraConnector).bind(db, ps.MaxLifetime)
+	} else {
+		dsn, err := DSN(m.d, creds)
+		if err != nil {
+			return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
+		}
+		if db, err = m.opt.Open(m.d.DriverName(), dsn); err != nil {
+			return nil, redact(fmt.Errorf("open database: %w", err), creds)
+		}
+		db.SetConnMaxLifetime(ps.MaxLifetime)
+	}
 	db.SetMaxOpenConns(ps.MaxOpen)
 	db.SetMaxIdleConns(ps.MaxIdle)
 	db.SetConnMaxIdleTime(ps.MaxIdleTime)
-	db.SetConnMaxLifetime(ps.MaxLifetime)
 	pctx, cancel := context.WithTimeout(ctx, ps.PingTimeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
@@ -218,7 +263,9 @@ func (m *Manager) Do(ctx context.Context, fn func(*sql.DB) error) error {
 	if err == nil {
 		return nil
 	}
-	if !IsLoginFailure(err) {
+	if !IsLoginFailure(err) || m.opt.Tokens != nil {
+		// With access tokens, the connector has already asked for a new
+		// token and retried the login once; there is no password to refresh.
 		return redactFor(err, p)
 	}
 	m.log.WarnContext(ctx, "database login failed; refreshing the credentials from the sidecar", "credentials", p.creds)
@@ -244,24 +291,48 @@ func redactFor(err error, p *pool) error {
 func (m *Manager) run(fn func(*sql.DB) error) (*pool, error) {
 	p := m.acquire()
 	if p == nil {
-		return nil, ErrNotReady
+		return nil, m.wait.notReady()
 	}
 	defer p.inflight.Done()
 	return p, fn(p.db)
 }
 
-// recoverLogin refreshes the credentials, unless the pool that failed has been
-// replaced already (a burst of failing calls then costs one refresh).
+// recoverLogin refreshes the credentials once for a burst of login failures
+// on one pool: nothing when the pool that failed has been replaced already;
+// otherwise the first failing call starts a refresh and every other call that
+// fails on the same pool, while it runs or up to refreshCooldown after it
+// ended, waits for that one and shares its outcome.
 func (m *Manager) recoverLogin(ctx context.Context, failed *pool) error {
-	if m.opt.Refresh == nil {
+	if m.opt.Refresh == nil || m.current() != failed {
 		return nil
 	}
-	m.applyMu.Lock()
-	replaced := m.cur != failed
-	m.applyMu.Unlock()
-	if replaced {
-		return nil
+	failed.refreshMu.Lock()
+	rc := failed.refresh
+	if rc == nil || (!rc.end.IsZero() && time.Since(rc.end) > refreshCooldown) {
+		rc = &refreshCall{done: make(chan struct{})}
+		failed.refresh = rc
+		m.refreshes.Add(1)
+		go func() {
+			defer m.refreshes.Done()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			err := m.refreshAndApply(rctx)
+			failed.refreshMu.Lock()
+			rc.err, rc.end = err, time.Now()
+			failed.refreshMu.Unlock()
+			close(rc.done)
+		}()
 	}
+	failed.refreshMu.Unlock()
+	select {
+	case <-rc.done:
+		return rc.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Manager) refreshAndApply(ctx context.Context) error {
 	creds, err := m.opt.Refresh(ctx)
 	if err != nil {
 		return fmt.Errorf("refresh credentials after a login failure: %w", err)
@@ -298,6 +369,7 @@ func (m *Manager) Close() error {
 	if p != nil {
 		m.retire(p)
 	}
+	m.refreshes.Wait()
 	m.retiring.Wait()
 	return nil
 }

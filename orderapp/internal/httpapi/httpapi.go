@@ -108,12 +108,18 @@ type errorBody struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		// Reason is set by /readyz only: one of dbconn's Reason* words.
+		Reason string `json:"reason,omitempty"`
 	} `json:"error"`
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeErrorReason(w, status, code, msg, "")
+}
+
+func writeErrorReason(w http.ResponseWriter, status int, code, msg, reason string) {
 	var b errorBody
-	b.Error.Code, b.Error.Message = code, msg
+	b.Error.Code, b.Error.Message, b.Error.Reason = code, msg, reason
 	writeJSON(w, status, b)
 }
 
@@ -130,11 +136,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // leaves the process.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ia *orders.InvalidArgumentError
+	var notReady *dbconn.NotReadyError
 	switch {
 	case errors.As(err, &ia):
 		writeError(w, http.StatusBadRequest, "invalid_argument", ia.Msg)
 	case errors.Is(err, orders.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.As(err, &notReady):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", notReady.Error())
 	case errors.Is(err, dbconn.ErrNotReady):
 		writeError(w, http.StatusServiceUnavailable, "unavailable", dbconn.ErrNotReady.Error())
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
@@ -146,6 +155,11 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case dbconn.IsLoginFailure(err):
 		a.log.ErrorContext(r.Context(), "database login failed after a credential refresh", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the database refused the application's credentials; retry later")
+	case dbconn.IsConnectionFailure(err):
+		// An outage, not a bug: retryable, and logged below error level so
+		// a database restart does not page like a defect would.
+		a.log.WarnContext(r.Context(), "database unreachable", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the database is unreachable; retry later")
 	default:
 		a.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error; the details are in the application's log")
@@ -287,17 +301,23 @@ func (a *api) livez(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz is 503 until the first pool is up, and whenever the database does not
-// answer a ping.
+// answer a ping. The body says why in words chosen here (a reason from a
+// closed set and a fixed sentence), never a driver message, which may quote a
+// credential value.
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.ReadyTimeout)
 	defer cancel()
 	if err := a.cfg.Ready(ctx); err != nil {
-		msg := "the database does not answer"
-		if errors.Is(err, dbconn.ErrNotReady) {
+		reason := dbconn.Reason(err)
+		msg := "the database does not answer: " + dbconn.ReasonText(reason)
+		var notReady *dbconn.NotReadyError
+		if errors.As(err, &notReady) {
+			msg = notReady.Error()
+		} else if errors.Is(err, dbconn.ErrNotReady) {
 			msg = dbconn.ErrNotReady.Error()
 		}
-		a.log.WarnContext(r.Context(), "not ready", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", msg)
+		a.log.WarnContext(r.Context(), "not ready", "reason", reason, "err", err)
+		writeErrorReason(w, http.StatusServiceUnavailable, "unavailable", msg, reason)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -4,17 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -289,7 +293,8 @@ type panickingStore struct{ failingStore }
 func (panickingStore) Summary(context.Context, int64) (orders.Summary, error) { panic("boom") }
 
 // TestServerErrors: a database error is 500 with a generic message (the SQL
-// stays in the log), no pool yet is 503, a panic is a JSON 500.
+// stays in the log), no pool yet and an unreachable database are 503, a panic
+// is a JSON 500.
 func TestServerErrors(t *testing.T) {
 	sqlErr := errors.New(`ERROR: relation "orders" does not exist: SELECT order_id FROM orders WHERE client_id = $1`)
 	tests := []struct {
@@ -302,6 +307,8 @@ func TestServerErrors(t *testing.T) {
 		{"database error", failingStore{sqlErr}, "/api/v1/clients/1/orders", 500, "internal"},
 		{"not ready", failingStore{dbconn.ErrNotReady}, "/api/v1/orders/1", 503, "unavailable"},
 		{"timeout", failingStore{context.DeadlineExceeded}, "/api/v1/clients/1/summary", 503, "unavailable"},
+		{"database unreachable", failingStore{fmt.Errorf("list orders: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})}, "/api/v1/clients/1/orders", 503, "unavailable"},
+		{"database shutting down", failingStore{&pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}}, "/api/v1/orders/1", 503, "unavailable"},
 		{"panic", panickingStore{}, "/api/v1/clients/1/summary", 500, "internal"},
 	}
 	for _, tt := range tests {

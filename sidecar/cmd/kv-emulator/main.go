@@ -2,7 +2,8 @@
 // kvemulator) for `make demo` and the end-to-end tests.
 //
 //	kv-emulator --vault-listen 127.0.0.1:8443 --identity-listen 127.0.0.1:8081 \
-//	            --seed secrets.yaml --ca-out ca.pem --identity-header-out header.txt
+//	            --seed secrets.yaml --ca-out ca.pem --identity-header-out header.txt \
+//	            [--rate-limit 4000/10s]
 //
 // Once both listeners serve, it prints the environment a client needs, one
 // KEY=value per line on stdout, then "kv-emulator ready". Logs go to stderr.
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -44,6 +46,8 @@ type config struct {
 	seed, caOut, headerOut      string
 	federatedTokenOut, tenantID string
 	logLevel, logFormat         string
+	rateLimit                   kvemulator.RateLimit
+	tokenLifetime               time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -57,8 +61,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.headerOut, "identity-header-out", "", "write the IDENTITY_HEADER value here (mode 0600)")
 	fs.StringVar(&c.federatedTokenOut, "federated-token-out", "", "write the workload identity federated token here (mode 0600), for AZURE_FEDERATED_TOKEN_FILE")
 	fs.StringVar(&c.tenantID, "tenant-id", kvemulator.DefaultTenantID, "tenant id announced in the Key Vault challenge and served by the authority")
+	fs.DurationVar(&c.tokenLifetime, "token-lifetime", kvemulator.DefaultTokenLifetime, "lifetime of issued access tokens (1s to 24h); the admin API can change it (PUT /admin/tokens)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug | info | warn | error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text | json")
+	rate := fs.String("rate-limit", "off", "vault-wide budget `N/10s` (N vault requests per sliding 10 s window, shared by every caller; over it: 429 Throttled with Retry-After), or off")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -66,14 +72,21 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q: every option is a flag", fs.Args())
 	}
 	var problems []error
+	var err error
 	if err := kvemulator.CheckLoopback(c.vaultListen); err != nil {
 		problems = append(problems, fmt.Errorf("--vault-listen: %w", err))
 	}
 	if err := kvemulator.CheckLoopback(c.identityListen); err != nil {
 		problems = append(problems, fmt.Errorf("--identity-listen: %w", err))
 	}
+	if c.tokenLifetime < kvemulator.MinTokenLifetime || c.tokenLifetime > kvemulator.MaxTokenLifetime {
+		problems = append(problems, fmt.Errorf("--token-lifetime %s: want %s to %s", c.tokenLifetime, kvemulator.MinTokenLifetime, kvemulator.MaxTokenLifetime))
+	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
+	}
+	if c.rateLimit, err = kvemulator.ParseRateLimit(*rate); err != nil {
+		problems = append(problems, fmt.Errorf("--rate-limit: %w", err))
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
@@ -127,11 +140,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	e, err := kvemulator.Start(kvemulator.Options{
-		Secrets:      seed,
-		TenantID:     c.tenantID,
-		VaultAddr:    c.vaultListen,
-		IdentityAddr: c.identityListen,
-		Logger:       log,
+		Secrets:       seed,
+		TenantID:      c.tenantID,
+		VaultAddr:     c.vaultListen,
+		IdentityAddr:  c.identityListen,
+		Logger:        log,
+		TokenLifetime: c.tokenLifetime,
+		RateLimit:     c.rateLimit,
 	})
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML)")
 	check := fs.Bool("check", false, "validate the configuration, report every problem, and exit")
+	configOnly := fs.Bool("config-only", false, "with --check: check the file alone, not the socket directory, token file and environment it needs (for CI, away from the pod)")
 	showVersion := fs.Bool("version", false, "print the build information and exit")
 	var o config.Overrides
 	optString(fs, &o.VaultURL, "vault-url", "override vault.url")
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		err = ps
 	}
-	if err == nil {
+	if err == nil && !(*check && *configOnly) {
 		// What start would refuse about files and the environment, --check
 		// reports too.
 		err = cfg.CheckEnvironment(os.Getenv)
@@ -80,8 +81,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *check {
-		fmt.Fprintf(stdout, "%s: configuration is valid (%d secrets declared)\n", *cfgPath, len(cfg.Secrets))
+		what := "configuration is valid"
+		if *configOnly {
+			what = "configuration file is valid (its files and environment not checked)"
+		}
+		fmt.Fprintf(stdout, "%s: %s (%d secrets declared)\n", *cfgPath, what, len(cfg.Secrets))
 		return 0
+	}
+	if *configOnly {
+		fmt.Fprintln(stderr, "secret-proxy: --config-only goes with --check")
+		return 2
 	}
 	a, err := app.New(cfg, app.Options{Version: version})
 	if err != nil {

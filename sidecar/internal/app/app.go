@@ -21,7 +21,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clientauth"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
@@ -43,6 +45,9 @@ type Options struct {
 	Clock    clock.Clock
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
+	// ThrottleSpread is the cache's first spread after a 429 (cache.Options);
+	// default 10 s. Tests shorten it.
+	ThrottleSpread time.Duration
 	// ShutdownTimeout bounds the graceful stop of the gRPC server. Default 8 s,
 	// inside Kubernetes' default 30 s grace period and the 10 s docs/reference/api.md promises.
 	ShutdownTimeout time.Duration
@@ -55,11 +60,13 @@ type App struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	cache    *cache.Cache
+	tokens   *accesstoken.Cache
 	grpc     *grpcapi.Server
 	tcp      net.Listener
 	unix     net.Listener
 	opsLis   net.Listener
 	ops      *http.Server
+	bearer   *clientauth.Tokens // nil without clientAuth.tokenFile
 	draining atomic.Bool
 	start    time.Time
 }
@@ -112,27 +119,35 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	a = &App{cfg: cfg, o: o, log: log, reg: reg, start: time.Now()}
 	m := metrics.New(reg, cfg.DeclaredNames(), o.Version)
 
-	var token string
 	if cfg.ClientAuth.TokenFile != "" {
-		b, err := os.ReadFile(cfg.ClientAuth.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("read clientAuth.tokenFile: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, fmt.Errorf("clientAuth.tokenFile %s is empty: put the bearer token callers must send in it", cfg.ClientAuth.TokenFile)
+		// Followed for rotation: Kubernetes swaps a mounted Secret in place.
+		if a.bearer, err = clientauth.New(cfg.ClientAuth.TokenFile, clientauth.Options{Logger: log}); err != nil {
+			return nil, err
 		}
 	}
 
 	kvo := o.KeyVault
 	kvo.Metrics = m
-	kv, err := keyvault.New(cfg, kvo)
+	// One credential for the vault client and for GetAccessToken's tokens.
+	cred, err := keyvault.NewCredential(cfg.Auth, kvo)
 	if err != nil {
 		return nil, err
 	}
-	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
-	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{
-		Cache: a.cache, Metrics: m, Logger: log, Token: token,
+	kv, err := keyvault.NewWithCredential(cfg.Vault, cred, kvo)
+	if err != nil {
+		return nil, err
+	}
+	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
+	a.tokens = accesstoken.New(keyvault.AccessTokenSource(cred), accesstoken.Options{
+		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
+		Clock: o.Clock, Metrics: m, Logger: log, Reason: keyvault.TokenFailureReason,
+	})
+	var auth interface{ Allow(string) bool }
+	if a.bearer != nil {
+		auth = a.bearer
+	}
+	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{Auth: auth,
+		Cache: a.cache, Tokens: a.tokens, Metrics: m, Logger: log,
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
 	})
 	a.ops = &http.Server{
@@ -264,7 +279,7 @@ func (a *App) ready() (bool, string) {
 // error ends it too and is returned.
 func (a *App) Run(ctx context.Context) error {
 	a.log.Info("secret-proxy starting", "version", a.o.Version, "vault", a.cfg.Vault.URL,
-		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets),
+		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets), "accessTokenScopes", len(a.cfg.AccessTokens.Scopes),
 		"grpc", a.GRPCAddr(), "unix", a.UnixPath(), "ops", a.OpsAddr())
 
 	g, gctx := errgroup.WithContext(context.Background())
@@ -272,6 +287,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopRefresher()
 
 	g.Go(func() error { return a.cache.Run(rctx) })
+	g.Go(func() error { return a.tokens.Run(rctx) })
 	for _, l := range []net.Listener{a.tcp, a.unix} {
 		if l == nil {
 			continue
@@ -294,6 +310,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopping := make(chan struct{})
 	g.Go(func() error { a.watchReadiness(stopping); return nil })
+	if a.bearer != nil {
+		g.Go(func() error { a.bearer.Run(stopping); return nil })
+	}
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():
@@ -319,8 +338,9 @@ func (a *App) Run(ctx context.Context) error {
 
 func (a *App) shutdown() {
 	a.draining.Store(true)
-	a.grpc.Drain()  // health NOT_SERVING for good; health watches end
-	a.cache.Drain() // secret watch streams end UNAVAILABLE
+	a.grpc.Drain()   // health NOT_SERVING for good; health watches end
+	a.cache.Drain()  // secret watch streams end UNAVAILABLE
+	a.tokens.Drain() // calls waiting for a token fetch end UNAVAILABLE
 	done := make(chan struct{})
 	go func() {
 		a.grpc.GracefulStop() // unary calls in flight finish

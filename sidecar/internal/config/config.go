@@ -48,6 +48,9 @@ type Config struct {
 	Listen     Listen     `yaml:"listen"`
 	ClientAuth ClientAuth `yaml:"clientAuth"`
 	Log        Log        `yaml:"log"`
+	// AccessTokens lets the application get Entra access tokens of the
+	// sidecar's identity (GetAccessToken), for the scopes listed only.
+	AccessTokens AccessTokens `yaml:"accessTokens"`
 }
 
 // Vault says which Key Vault to read.
@@ -100,6 +103,55 @@ type ClientAuth struct {
 	AllowedUIDs []int  `yaml:"allowedUIDs"`
 }
 
+// AccessTokens configures GetAccessToken.
+type AccessTokens struct {
+	// Scopes is the allowlist; empty turns GetAccessToken off.
+	Scopes []string `yaml:"scopes"`
+	// RefreshBefore is how long before a token's expiry the sidecar fetches
+	// the next one in the background.
+	RefreshBefore Duration `yaml:"refreshBefore"`
+}
+
+// Bounds of accessTokens.
+const (
+	// MinRefreshBefore keeps the background refresh ahead of the 1-minute
+	// window in which a token is no longer served, with a minute to spare.
+	MinRefreshBefore = 2 * time.Minute
+	// MaxRefreshBefore: Entra access tokens live 60 to 90 minutes, so
+	// refreshing more than an hour ahead would refresh on every fetch.
+	MaxRefreshBefore = time.Hour
+	// MaxScopes bounds the allowlist (and with it the metric series per scope).
+	MaxScopes = 20
+	// MaxScopeLen bounds one scope.
+	MaxScopeLen = 256
+)
+
+// ValidScope reports whether s is a scope the sidecar accepts: an Entra
+// client-credentials scope, that is an https:// resource URI with a host, or
+// an api:// application ID URI, ending in "/.default"; at most 256 bytes of
+// printable ASCII, no whitespace, no query or fragment.
+func ValidScope(s string) bool {
+	if len(s) == 0 || len(s) > MaxScopeLen || !strings.HasSuffix(s, "/.default") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f || s[i] == '?' || s[i] == '#' {
+			return false
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return u.Host != "" && u.User == nil
+	case "api":
+		return u.Host != "" || u.Opaque != ""
+	}
+	return false
+}
+
 // Log configures log/slog.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -127,7 +179,8 @@ func Default() Config {
 			MaxConnections:    DefaultMaxConnections,
 			OpsMaxConnections: DefaultOpsMaxConnections,
 		},
-		Log: Log{Level: "info", Format: "json"},
+		Log:          Log{Level: "info", Format: "json"},
+		AccessTokens: AccessTokens{RefreshBefore: Duration(5 * time.Minute)},
 	}
 }
 
@@ -241,14 +294,12 @@ func (c *Config) Validate() error {
 	switch {
 	case r.MaxStale.D() < 0:
 		add("refresh.maxStale", "must be 0 (serve stale for ever) or positive, got %s", r.MaxStale.D())
-	case r.MaxStale.D() > 0 && r.Jitter >= 0 && r.Jitter < 1:
+	case r.MaxStale.D() > 0 && r.MaxStale.D() <= r.Interval.D():
 		// A value is stale only after a refresh failed, and the refresh
-		// comes up to interval x (1 + jitter) after the last success: a
-		// maxStale within that serves nothing stale at all, and every vault
-		// hiccup makes the pod unready at once.
-		if longest := time.Duration(float64(r.Interval.D()) * (1 + r.Jitter)); r.MaxStale.D() <= longest {
-			add("refresh.maxStale", "%s leaves no stale window: it must exceed refresh.interval x (1 + jitter) = %s, or be 0 (serve stale for ever)", r.MaxStale.D(), longest)
-		}
+		// comes up to one interval after the last success (jitter only
+		// shortens it): a maxStale within that serves nothing stale at all,
+		// and every vault hiccup makes the pod unready at once.
+		add("refresh.maxStale", "%s leaves no stale window: it must exceed refresh.interval (%s), or be 0 (serve stale for ever)", r.MaxStale.D(), r.Interval.D())
 	}
 
 	l := c.Listen
@@ -298,6 +349,8 @@ func (c *Config) Validate() error {
 		add("clientAuth.allowedUIDs", "restricts the unix socket only, and listen.grpc (%s) lets any process of the pod in without it: turn TCP off (listen.grpc: \"\" or --grpc-listen \"\"), or set clientAuth.tokenFile so that every caller needs the bearer token", l.GRPC)
 	}
 
+	c.validateAccessTokens(add)
+
 	if _, err := ParseLevel(c.Log.Level); err != nil {
 		add("log.level", "%v", err)
 	}
@@ -308,6 +361,36 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return ps
+}
+
+func (c *Config) validateAccessTokens(add func(path, format string, args ...any)) {
+	at := c.AccessTokens
+	if len(at.Scopes) > MaxScopes {
+		add("accessTokens.scopes", "at most %d scopes, got %d", MaxScopes, len(at.Scopes))
+	}
+	seen := make(map[string]int, len(at.Scopes))
+	for i, s := range at.Scopes {
+		p := fmt.Sprintf("accessTokens.scopes[%d]", i)
+		if !ValidScope(s) {
+			add(p, "%q is not a scope: use an https:// resource or api:// application ID URI ending in /.default, e.g. https://database.windows.net/.default (at most %d characters, no spaces)", truncateScope(s), MaxScopeLen)
+			continue
+		}
+		if j, dup := seen[s]; dup {
+			add(p, "%q is already declared at accessTokens.scopes[%d]", s, j)
+			continue
+		}
+		seen[s] = i
+	}
+	if rb := at.RefreshBefore.D(); rb < MinRefreshBefore || rb > MaxRefreshBefore {
+		add("accessTokens.refreshBefore", "must be from %s to %s (tokens are not served in their last minute), got %s", MinRefreshBefore, MaxRefreshBefore, rb)
+	}
+}
+
+func truncateScope(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 // MaxInterval bounds refresh.interval: a day between reads is already long for a secret.

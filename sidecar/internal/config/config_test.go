@@ -57,6 +57,10 @@ func TestParseFull(t *testing.T) {
 			MaxConnections: 64, OpsMaxConnections: 8},
 		ClientAuth: ClientAuth{TokenFile: "/etc/secret-proxy/token", AllowedUIDs: []int{1000, 65532}},
 		Log:        Log{Level: "debug", Format: "text"},
+		AccessTokens: AccessTokens{
+			Scopes:        []string{"https://database.windows.net/.default", "https://ossrdbms-aad.database.windows.net/.default"},
+			RefreshBefore: Duration(10 * time.Minute),
+		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

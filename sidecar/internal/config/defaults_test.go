@@ -32,6 +32,8 @@ func TestDefaultsPinned(t *testing.T) {
 		},
 		ClientAuth: ClientAuth{TokenFile: "", AllowedUIDs: nil},
 		Log:        Log{Level: "info", Format: "json"},
+		// Issue 11: GetAccessToken is off until scopes are declared.
+		AccessTokens: AccessTokens{Scopes: nil, RefreshBefore: Duration(5 * time.Minute)},
 	}
 	got, err := Parse([]byte("vault: {url: https://x.vault.azure.net/}\nsecrets: [{name: a}]\n"))
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/secretproxy/secretproxy/proto/client"
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 )
@@ -31,11 +32,18 @@ const ServiceName = "secretproxy.v1.SecretService"
 
 // ServerOptions configure the gRPC server.
 type ServerOptions struct {
-	Cache   *cache.Cache
+	Cache *cache.Cache
+	// Tokens serves GetAccessToken; nil: every scope is refused as undeclared.
+	Tokens  *accesstoken.Cache
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Token, when not empty, is the bearer token every caller must send.
 	Token string
+	// Auth, when set, decides on the bearer token instead of Token: it is
+	// given the whole authorization header value ("Bearer <token>").
+	Auth interface {
+		Allow(authorization string) bool
+	}
 	// AllowedUIDs, when not empty, are the only peer uids accepted on the unix socket.
 	AllowedUIDs []int
 	// Reflection turns on gRPC server reflection.
@@ -57,9 +65,9 @@ func NewServer(o ServerOptions) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	ic := &interceptors{m: o.Metrics, log: o.Logger, allowedUIDs: o.AllowedUIDs}
-	if o.Token != "" {
-		ic.wantAuth = []byte("Bearer " + o.Token)
+	ic := &interceptors{m: o.Metrics, log: o.Logger, allowedUIDs: o.AllowedUIDs, auth: o.Auth}
+	if ic.auth == nil && o.Token != "" {
+		ic.auth = staticToken([]byte("Bearer " + o.Token))
 	}
 	s := grpc.NewServer(
 		grpc.Creds(PeerCredentials()),
@@ -79,7 +87,7 @@ func NewServer(o ServerOptions) *Server {
 		grpc.UnaryInterceptor(ic.unary),
 		grpc.StreamInterceptor(ic.stream),
 	)
-	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache))
+	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache).WithTokens(o.Tokens))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -117,10 +125,19 @@ func (s *Server) SetReady(ready bool) {
 }
 
 type interceptors struct {
-	m           *metrics.Metrics
-	log         *slog.Logger
-	wantAuth    []byte
+	m    *metrics.Metrics
+	log  *slog.Logger
+	auth interface {
+		Allow(authorization string) bool
+	}
 	allowedUIDs []int
+}
+
+// staticToken accepts one bearer token.
+type staticToken []byte
+
+func (s staticToken) Allow(authorization string) bool {
+	return subtle.ConstantTimeCompare([]byte(authorization), s) == 1
 }
 
 func (ic *interceptors) recovered(method string) error {
@@ -207,14 +224,14 @@ func (ic *interceptors) authorize(ctx context.Context, method string) error {
 			}
 		}
 	}
-	if ic.wantAuth == nil {
+	if ic.auth == nil {
 		return nil
 	}
 	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) != 1 {
 		return status.Error(codes.Unauthenticated, `missing bearer token: send "authorization: Bearer <token>" with the token from the sidecar's clientAuth.tokenFile`)
 	}
-	if subtle.ConstantTimeCompare([]byte(vals[0]), ic.wantAuth) != 1 {
+	if !ic.auth.Allow(vals[0]) {
 		return status.Error(codes.Unauthenticated, "wrong bearer token: use the token from the sidecar's clientAuth.tokenFile")
 	}
 	return nil

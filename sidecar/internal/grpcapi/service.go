@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 )
@@ -29,10 +30,18 @@ const batchWait = 5*time.Second + 100*time.Millisecond
 type Service struct {
 	secretproxyv1.UnimplementedSecretServiceServer
 	c *cache.Cache
+	// tokens serves GetAccessToken; nil answers as an empty allowlist.
+	tokens *accesstoken.Cache
 }
 
 // NewService returns the API over c.
 func NewService(c *cache.Cache) *Service { return &Service{c: c} }
+
+// WithTokens returns s serving GetAccessToken from t.
+func (s *Service) WithTokens(t *accesstoken.Cache) *Service {
+	s.tokens = t
+	return s
+}
 
 // checkName returns the status of a malformed or undeclared name, or nil.
 func (s *Service) checkName(name string) error {
@@ -153,6 +162,44 @@ func (s *Service) RefreshSecret(ctx context.Context, req *secretproxyv1.RefreshS
 		return nil, toStatus(req.GetName(), err)
 	}
 	return &secretproxyv1.RefreshSecretResponse{Secret: sec}, nil
+}
+
+// GetAccessToken answers an access token of the sidecar's identity for a
+// declared scope. The token is in the response only: never in a status message.
+func (s *Service) GetAccessToken(ctx context.Context, req *secretproxyv1.GetAccessTokenRequest) (*secretproxyv1.GetAccessTokenResponse, error) {
+	scope := req.GetScope()
+	if s.tokens == nil || !s.tokens.Enabled() {
+		if !config.ValidScope(scope) {
+			return nil, tokenStatus(scope, accesstoken.ErrMalformed)
+		}
+		return nil, status.Error(codes.PermissionDenied, "access tokens are off for this pod: accessTokens.scopes is empty in the sidecar's configuration; add the scope to it")
+	}
+	resp, err := s.tokens.Get(ctx, scope)
+	if err != nil {
+		return nil, tokenStatus(scope, err)
+	}
+	return resp, nil
+}
+
+// tokenStatus translates an access token error; messages name the scope and
+// what to do.
+func tokenStatus(scope string, err error) error {
+	var fe *accesstoken.FetchError
+	switch {
+	case errors.Is(err, accesstoken.ErrMalformed):
+		return status.Errorf(codes.InvalidArgument, "%q is not a scope: use an https:// resource or api:// application ID URI ending in /.default, e.g. https://database.windows.net/.default (at most %d characters, no spaces)", truncate(scope), config.MaxScopeLen)
+	case errors.Is(err, accesstoken.ErrUndeclared):
+		return status.Errorf(codes.PermissionDenied, "scope %q is not in accessTokens.scopes of the sidecar's configuration: add it there", scope)
+	case errors.As(err, &fe):
+		return status.Errorf(codes.Unavailable, "no valid access token for scope %q and fetching one failed: %s; retry with backoff", scope, fe.Reason)
+	case errors.Is(err, accesstoken.ErrShuttingDown):
+		return status.Error(codes.Unavailable, "secret-proxy is shutting down: reconnect and retry")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.DeadlineExceeded, "no access token for scope %q before the call's deadline: the identity endpoint is slow; retry", scope)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "call canceled")
+	}
+	return status.Errorf(codes.Internal, "scope %q: internal error; see the sidecar's logs", scope)
 }
 
 // toStatus translates a cache error into the status of docs/reference/api.md.

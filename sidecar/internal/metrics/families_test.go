@@ -22,6 +22,8 @@ func TestMetricFamilies(t *testing.T) {
 	m.VaultDuration.WithLabelValues("get").Observe(0.01)
 	m.LastSuccess.WithLabelValues("a").Set(1767225600)
 	m.Expiry.WithLabelValues("a").Set(1767225600)
+	m.InitScopes([]string{"https://database.windows.net/.default"})
+	m.AccessTokenExpiry.WithLabelValues("https://database.windows.net/.default").Set(1767225600)
 
 	type family struct {
 		Type   string
@@ -40,6 +42,9 @@ func TestMetricFamilies(t *testing.T) {
 		"grpc_server_handled_total":                         {"COUNTER", []string{"grpc_code", "grpc_method", "grpc_service", "grpc_type"}},
 		"grpc_server_handling_seconds":                      {"HISTOGRAM", []string{"grpc_method", "grpc_service", "grpc_type"}},
 		"secretproxy_build_info":                            {"GAUGE", []string{"goversion", "version"}},
+		// Issue 11 (GetAccessToken).
+		"secretproxy_access_token_fetches_total":            {"COUNTER", []string{"result", "scope"}},
+		"secretproxy_access_token_expiry_timestamp_seconds": {"GAUGE", []string{"scope"}},
 	}
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -31,6 +31,18 @@ const (
 	RefreshError     = "error"
 )
 
+// Phases of secretproxy_vault_throttled_total.
+const (
+	PhaseStartup = "startup" // some declared secret has never been loaded
+	PhaseSteady  = "steady"  // every declared secret is loaded: a refresh was throttled
+)
+
+// Access token fetch results.
+const (
+	FetchSuccess = "success"
+	FetchError   = "error"
+)
+
 // Metrics holds every instrument. Build it once with New.
 type Metrics struct {
 	VaultRequests *prometheus.CounterVec
@@ -43,6 +55,12 @@ type Metrics struct {
 	Watchers      prometheus.Gauge
 	TokenRequests *prometheus.CounterVec
 	BuildInfo     *prometheus.GaugeVec
+	// VaultThrottled counts 429 answers that reached the refresher.
+	VaultThrottled *prometheus.CounterVec
+
+	// Access tokens served by GetAccessToken, by scope of accessTokens.scopes.
+	AccessTokenFetches *prometheus.CounterVec
+	AccessTokenExpiry  *prometheus.GaugeVec
 
 	GRPCHandled  *prometheus.CounterVec
 	GRPCHandling *prometheus.HistogramVec
@@ -108,8 +126,20 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 		}),
 		TokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "token_requests_total",
-			Help: "Calls to the credential's GetToken, by result (success, error).",
+			Help: "Calls to the credential's GetToken by the Key Vault client, by result (success, error).",
 		}, []string{"result"}),
+		VaultThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "vault_throttled_total",
+			Help: "Vault reads answered 429 (throttled), by phase: startup (a declared secret not loaded yet) or steady (every secret loaded; a refresh was throttled, so the fleet reads more than the vault allows).",
+		}, []string{"phase"}),
+		AccessTokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "access_token_fetches_total",
+			Help: "Access token fetches for GetAccessToken from the sidecar's credential, by scope (one of accessTokens.scopes) and result (success, error).",
+		}, []string{"scope", "result"}),
+		AccessTokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "access_token_expiry_timestamp_seconds",
+			Help: "Unix time the cached access token of a scope (one of accessTokens.scopes) expires; absent until the first token is fetched.",
+		}, []string{"scope"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "build_info",
 			Help: "Always 1; version is the secret-proxy build, goversion the Go toolchain.",
@@ -127,7 +157,8 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 	}
 	reg.MustRegister(
 		m.VaultRequests, m.VaultDuration, m.Refresh, m.LastSuccess, m.Expiry, m.Stale,
-		m.CacheReads, m.Watchers, m.TokenRequests, m.BuildInfo, m.GRPCHandled, m.GRPCHandling,
+		m.CacheReads, m.Watchers, m.TokenRequests, m.BuildInfo, m.VaultThrottled, m.GRPCHandled, m.GRPCHandling,
+		m.AccessTokenFetches, m.AccessTokenExpiry,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -138,6 +169,8 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 	m.VaultDuration.WithLabelValues("get")
 	m.TokenRequests.WithLabelValues("success")
 	m.TokenRequests.WithLabelValues("error")
+	m.VaultThrottled.WithLabelValues(PhaseStartup)
+	m.VaultThrottled.WithLabelValues(PhaseSteady)
 	for _, name := range declared {
 		for _, r := range []string{RefreshChanged, RefreshUnchanged, RefreshError} {
 			m.Refresh.WithLabelValues(name, r)
@@ -145,6 +178,15 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 		m.Stale.WithLabelValues(name).Set(0)
 	}
 	return m
+}
+
+// InitScopes pre-initialises the fetch series of every declared scope. Scopes
+// come from the configuration's allowlist only, so the series are bounded.
+func (m *Metrics) InitScopes(scopes []string) {
+	for _, s := range scopes {
+		m.AccessTokenFetches.WithLabelValues(s, FetchSuccess)
+		m.AccessTokenFetches.WithLabelValues(s, FetchError)
+	}
 }
 
 // InitMethod pre-initialises the series of one gRPC method, named as in

@@ -40,7 +40,7 @@ secretproxy_refresh_total{result="unchanged",secret="db-user"} 0
 # TYPE secretproxy_secret_stale gauge
 secretproxy_secret_stale{secret="db-password"} 1
 secretproxy_secret_stale{secret="db-user"} 0
-# HELP secretproxy_token_requests_total Calls to the credential's GetToken, by result (success, error).
+# HELP secretproxy_token_requests_total Calls to the credential's GetToken by the Key Vault client, by result (success, error).
 # TYPE secretproxy_token_requests_total counter
 secretproxy_token_requests_total{result="error"} 0
 secretproxy_token_requests_total{result="success"} 0

@@ -1,0 +1,164 @@
+package client_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"github.com/secretproxy/secretproxy/proto/client"
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+)
+
+// gatedDialer dials socket unless down is set, when it refuses and counts the
+// refusal, as a sidecar that is not listening would.
+type gatedDialer struct {
+	socket  string
+	down    atomic.Bool
+	refused atomic.Int64
+}
+
+func (g *gatedDialer) dial(ctx context.Context, _ string) (net.Conn, error) {
+	if g.down.Load() {
+		g.refused.Add(1)
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: syscall.ECONNREFUSED}
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", g.socket)
+}
+
+// restart replaces a stopped fake sidecar on socket by a new one whose first
+// stream sends v.
+func restart(t *testing.T, socket, v string) {
+	t.Helper()
+	if err := os.Remove(socket); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	f := newFake()
+	f.streams <- fakeStream{msgs: []*secretproxyv1.WatchSecretsResponse{msg(secret("db-password", v))}}
+	serve(t, f, socket)
+}
+
+// TestWatchBackSoonAfterLongOutage: the sidecar stays away until the client has
+// failed to connect 7 times (counted, not timed), then comes back. gRPC's own
+// connect back-off would by then wait 13 s or more before its next attempt
+// (1 s doubling by 1.6 up to 120 s); with the client's bounds (here 10 to
+// 100 ms) the watch is back at once. The 10 s deadline is only a generous
+// bound between the two.
+func TestWatchBackSoonAfterLongOutage(t *testing.T) {
+	sock := socketPath(t)
+	g := &gatedDialer{socket: sock}
+	first := newFake()
+	stop := serve(t, first, sock)
+	first.streams <- fakeStream{msgs: []*secretproxyv1.WatchSecretsResponse{msg(secret("db-password", "v1"))}}
+	c := dial(t, sock, client.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
+		client.WithDialOptions(grpc.WithContextDialer(g.dial)))
+	updates, _, _ := collect(t, c, nil)
+	next(t, updates)
+
+	g.down.Store(true)
+	stop()
+	const refusals = 7
+	for deadline := time.Now().Add(2 * time.Minute); g.refused.Load() < refusals; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d connection attempts in 2 minutes, want %d", g.refused.Load(), refusals)
+		}
+	}
+	restart(t, sock, "v2")
+	back := time.Now()
+	g.down.Store(false)
+	select {
+	case u := <-updates:
+		if !u.Initial || versions(u)[0] != "db-password@v2" {
+			t.Errorf("first update after the outage = %v (initial %v), want the new snapshot", versions(u), u.Initial)
+		}
+		t.Logf("watch back %v after the sidecar", time.Since(back).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatalf("watch not back 10 s after the sidecar (after %d refused connects): the connection's back-off is not bounded", g.refused.Load())
+	}
+}
+
+// outageEnv lists the outages TestMeasureWatchRecovery runs (Go durations,
+// comma-separated), e.g. SECRETPROXY_OUTAGES=10s,60s,180s; unset, one short
+// outage runs.
+const outageEnv = "SECRETPROXY_OUTAGES"
+
+// TestMeasureWatchRecovery stops the sidecar for real for each outage, starts
+// it again and reports how long the watch took to deliver the new snapshot
+// after the sidecar was back. With SECRETPROXY_OUTAGE_BASELINE=1 it also runs
+// each outage with gRPC's default connect back-off, for comparison. Time
+// decides nothing here except a generous deadline for coming back at all; the
+// numbers go to docs/benchmarks.md.
+func TestMeasureWatchRecovery(t *testing.T) {
+	outages := []time.Duration{time.Second}
+	if v := os.Getenv(outageEnv); v != "" {
+		outages = nil
+		for _, s := range strings.Split(v, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(s))
+			if err != nil || d <= 0 {
+				t.Fatalf("%s: %q is not a positive duration", outageEnv, s)
+			}
+			outages = append(outages, d)
+		}
+	}
+	type variant struct {
+		name string
+		opts []client.Option
+	}
+	variants := []variant{{name: "client"}}
+	if os.Getenv("SECRETPROXY_OUTAGE_BASELINE") == "1" {
+		variants = append(variants, variant{name: "grpc-default", opts: []client.Option{client.WithDialOptions(
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: 20 * time.Second}))}})
+	}
+	var mu sync.Mutex
+	var report []string
+	t.Cleanup(func() {
+		for _, r := range report {
+			t.Log(r)
+		}
+	})
+	for _, o := range outages {
+		for _, v := range variants {
+			t.Run(v.name+"/"+o.String(), func(t *testing.T) {
+				t.Parallel()
+				sock := socketPath(t)
+				first := newFake()
+				stop := serve(t, first, sock)
+				first.streams <- fakeStream{msgs: []*secretproxyv1.WatchSecretsResponse{msg(secret("db-password", "v1"))}}
+				// The client's defaults (100 ms to 5 s), not the test helper's.
+				c, err := client.Dial("unix://"+sock, v.opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				updates, _, _ := collect(t, c, nil)
+				next(t, updates)
+				stop()
+				select {
+				case <-time.After(o):
+				case <-t.Context().Done():
+					return
+				}
+				restart(t, sock, "v2")
+				back := time.Now()
+				select {
+				case <-updates:
+				case <-time.After(5 * time.Minute):
+					t.Fatalf("watch not back 5 minutes after a %v outage", o)
+				}
+				took := time.Since(back)
+				mu.Lock()
+				report = append(report, v.name+": outage "+o.String()+": watch back "+took.Round(10*time.Millisecond).String()+" after the sidecar")
+				mu.Unlock()
+			})
+		}
+	}
+}
