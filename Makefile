@@ -35,15 +35,21 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: generate
-generate: ## Regenerate the Go code of the gRPC API from proto/ (buf, pinned plugins).
+generate: ## Regenerate the Go and Python code of the gRPC API from proto/ (buf, pinned plugins and Debian generators).
 	@$(call step,buf generate (proto/secretproxy/v1))
 	rm -f proto/secretproxy/v1/*.pb.go
 	cd proto && $(BUF) generate
+	@$(call step,buf generate (clients/python/secretproxy/v1; Debian's protoc and grpc_python_plugin))
+	bash tools/scripts/install-test-deps.sh python
+	bash tools/scripts/generate-python.sh
+
+# Every directory that holds generated code.
+GENERATED := proto clients/python/secretproxy/v1
 
 .PHONY: check-generated
 check-generated: generate ## Fail when the committed generated code differs from a fresh `make generate`.
 	@$(call step,generated code is up to date)
-	@if ! git diff --exit-code -- proto || [ -n "$$(git status --porcelain -- proto | grep '^??' || true)" ]; then \
+	@if ! git diff --exit-code -- $(GENERATED) || [ -n "$$(git status --porcelain -- $(GENERATED) | grep '^??' || true)" ]; then \
 		echo "generated code is out of date: run 'make generate' and commit the result" >&2; exit 1; fi
 
 .PHONY: build
@@ -67,7 +73,7 @@ lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
 	@if git rev-parse -q --verify HEAD >/dev/null; then cd proto && $(BUF) breaking --against '$(ROOT)/.git#ref=HEAD,subdir=proto'; fi
 
 .PHONY: test
-test: check-generated lint test-go test-repo test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), repository checks, charts and Dockerfiles.
+test: check-generated lint test-go test-python test-repo test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), the Python client, repository checks, charts and Dockerfiles.
 	@$(call step,make test: all passed)
 
 .PHONY: test-deps
@@ -78,6 +84,13 @@ test-deps: ## Install PostgreSQL from Debian's packages when missing (as root; o
 .PHONY: test-go
 test-go: test-deps ## Go tests of every workspace module, with -race.
 	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && go test -race -count=1 -timeout 15m ./...); done
+
+.PHONY: test-python
+test-python: ## The Python client (clients/python) against the real secret-proxy and kv-emulator, with Debian's python3.
+	@$(call step,test dependencies (Python client: Debian's python3-grpcio and python3-protobuf))
+	bash tools/scripts/install-test-deps.sh python
+	@$(call step,python3 -m unittest (clients/python))
+	bash clients/python/run-tests.sh
 
 .PHONY: test-repo
 test-repo: ## Checks of the repository itself (tools/repocheck): no link leaves it; the scripts under tools/scripts.

@@ -34,6 +34,15 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
 			return writeJSON(w, http.StatusOK, map[string]any{})
 		}
 		return adminMethod(w, r, "GET, DELETE")
+	case len(parts) == 2 && parts[1] == "rate-limit":
+		switch r.Method {
+		case http.MethodGet:
+			return writeJSON(w, http.StatusOK, e.RateStats())
+		case http.MethodDelete:
+			e.ResetRateStats()
+			return writeJSON(w, http.StatusOK, map[string]any{})
+		}
+		return adminMethod(w, r, "GET, DELETE")
 	case len(parts) == 2 && (parts[1] == "faults" || parts[1] == "identity-faults"):
 		set, slot := e.SetFault, &e.fault
 		if parts[1] == "identity-faults" {
@@ -83,7 +92,7 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
 		return e.adminResult(w, name, e.EnableSecret(name))
 	}
 	return adminError(w, http.StatusNotFound, "NotFound", "unknown admin path "+r.URL.Path+
-		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults, /admin/identity-faults, /admin/tokens or /admin/requests")
+		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults, /admin/identity-faults, /admin/tokens, /admin/rate-limit or /admin/requests")
 }
 
 // adminSecretJSON is the body of PUT /admin/secrets/{name}; exp and nbf are

@@ -68,6 +68,13 @@ type Options struct {
 	// TokenLifetime is the lifetime of issued access tokens; default
 	// DefaultTokenLifetime.
 	TokenLifetime time.Duration
+	// RateLimit is the vault-wide budget of vault requests; the zero value
+	// is no limit (see RateLimit).
+	RateLimit RateLimit
+	// ThrottleGrace is how long after a 429 a request from the same caller
+	// counts as already sent (RateStats.InFlightAtThrottle) rather than as
+	// one inside Retry-After; default DefaultThrottleGrace.
+	ThrottleGrace time.Duration
 }
 
 // FaultMode selects a fault the vault data plane injects.
@@ -172,6 +179,7 @@ type Emulator struct {
 	tokens   map[string]issuedToken
 	// nextTokens are queued by IssueNext, per normalized resource.
 	nextTokens map[string][]string
+	rate       *rateLimiter
 }
 
 // Start starts both listeners; they are serving when it returns.
@@ -199,6 +207,10 @@ func Start(opts Options) (*Emulator, error) {
 	if e.tokenLifetime <= 0 {
 		e.tokenLifetime = DefaultTokenLifetime
 	}
+	if opts.RateLimit.Reads < 0 || opts.RateLimit.Window < 0 {
+		return nil, fmt.Errorf("invalid rate limit %d/%s: use a positive number of requests per window, or zero for none", opts.RateLimit.Reads, opts.RateLimit.Window)
+	}
+	e.rate = newRateLimiter(opts.RateLimit, opts.ThrottleGrace, e.now())
 	if !validTenant(e.tenantID) {
 		return nil, fmt.Errorf("invalid tenant id %q: use letters, digits, '-' and '.' only", e.tenantID)
 	}
@@ -276,7 +288,7 @@ func Start(opts Options) (*Emulator, error) {
 	go func() { e.serveErrs <- e.identitySrv.Serve(il) }()
 
 	e.log.Info("kv-emulator started", "vault_url", e.vaultURL, "identity_addr", e.identityAddr,
-		"tenant_id", e.tenantID, "secrets", len(opts.Secrets))
+		"tenant_id", e.tenantID, "secrets", len(opts.Secrets), "rate_limit", e.rate.limit.String())
 	return e, nil
 }
 

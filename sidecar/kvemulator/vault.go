@@ -52,7 +52,8 @@ func (e *Emulator) serveAuthority(w http.ResponseWriter, r *http.Request) int {
 
 // serveVault is the Key Vault data plane. Order matters and follows the real
 // service: an outage answers before anything else; then the bearer challenge;
-// then throttling and RBAC; then the operation itself.
+// then injected throttling and RBAC faults; then the rate limit; then the
+// operation itself.
 func (e *Emulator) serveVault(w http.ResponseWriter, r *http.Request) int {
 	if _, ok := e.takeFault(FaultOutage); ok {
 		return kvError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "",
@@ -70,6 +71,9 @@ func (e *Emulator) serveVault(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		return kvError(w, http.StatusTooManyRequests, "Throttled", "",
 			"Rate limit is exceeded. Try again in "+strconv.FormatInt(secs, 10)+" seconds. (kv-emulator fault: throttle)")
+	}
+	if status, throttled := e.throttle(w, r.Header.Get("Authorization")); throttled {
+		return status
 	}
 
 	apiVersion := r.URL.Query().Get("api-version")

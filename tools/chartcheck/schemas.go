@@ -204,7 +204,8 @@ func writeSchema(path string, schema any) error {
 // ChartKinds are the kinds the charts render.
 var ChartKinds = []SchemaKind{
 	{"", "v1", "ConfigMap"}, {"", "v1", "Service"}, {"", "v1", "ServiceAccount"},
-	{"apps", "v1", "Deployment"}, {"policy", "v1", "PodDisruptionBudget"},
+	{"", "v1", "Pod"}, // the helm test hook
+	{"apps", "v1", "Deployment"}, {"batch", "v1", "Job"}, {"policy", "v1", "PodDisruptionBudget"},
 	{"networking.k8s.io", "v1", "NetworkPolicy"},
 }
 

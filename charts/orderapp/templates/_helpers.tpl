@@ -48,3 +48,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+orderapp.testSelectorLabels: the helm test pod's labels. They differ from selectorLabels in
+app.kubernetes.io/name, so the Service, the PodDisruptionBudget and the NetworkPolicy never
+select the test pod; the NetworkPolicy names them to let the test in.
+*/}}
+{{- define "orderapp.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-test" (include "orderapp.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}

@@ -6,6 +6,7 @@
 //	orderapp migrate [common flags]
 //	orderapp seed    [common flags] --clients N --orders-per-client M [--seed S]
 //	orderapp export  [common flags] --client ID [--from YYYY-MM-DD] [--to YYYY-MM-DD] --format csv|json
+//	orderapp check   --url URL --client ID [--sidecar-ops HOST:PORT --secret NAME ...] [--timeout D]
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
+	"github.com/secretproxy/secretproxy/orderapp/internal/check"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 	"github.com/secretproxy/secretproxy/orderapp/internal/export"
 	"github.com/secretproxy/secretproxy/orderapp/internal/orders"
@@ -30,9 +32,10 @@ import (
 	"github.com/secretproxy/secretproxy/orderapp/internal/seed"
 )
 
-const usage = `usage: orderapp <serve|migrate|seed|export> [flags]
+const usage = `usage: orderapp <serve|migrate|seed|export|check> [flags]
 
-Credentials come only from the secret-proxy sidecar (--sidecar). Run
+Credentials come only from the secret-proxy sidecar (--sidecar). "check"
+verifies a deployment from outside (the chart's helm test) and needs none. Run
 "orderapp <command> -h" for a command's flags.
 `
 
@@ -102,6 +105,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("orderapp "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if cmd == "check" {
+		// No database and no sidecar socket: check talks HTTP to the Service
+		// and to the sidecars' ops ports, so it takes none of the common flags.
+		return runCheck(ctx, fs, args, stdout)
+	}
 	var c common
 	c.register(fs)
 	switch cmd {
@@ -158,6 +166,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
+}
+
+// runCheck is `orderapp check`, the chart's helm test (charts/orderapp/templates/tests).
+func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	var cfg check.Config
+	var secretList stringList
+	fs.StringVar(&cfg.AppURL, "url", "", "the application's base URL through its Service, e.g. http://orders-orderapp.shop.svc:80 (required)")
+	fs.Int64Var(&cfg.ClientID, "client", 1, "a client whose orders must be served")
+	fs.StringVar(&cfg.SidecarOps, "sidecar-ops", "", "host:port resolving to every pod's sidecar ops listener (a headless Service); empty skips the sidecar check")
+	fs.Var(&secretList, "secret", "a declared secret every sidecar must have loaded and not stale (repeat the flag)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "how long to retry before failing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg.Secrets = secretList
+	cfg.Out = stdout
+	if err := check.Run(ctx, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "check passed")
+	return nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }
 
 func parse(fs *flag.FlagSet, args []string) error {

@@ -6,6 +6,9 @@ import (
 	"encoding/csv"
 	"errors"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -121,6 +124,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"export", "--client", "1", "--format", "csv", "--to", "0001-01-01"}, "--to must be a date"},
 		{[]string{"migrate", "extra"}, "unexpected arguments"},
 		{[]string{"migrate", "--log-level", "loud"}, "--log-level"},
+		{[]string{"check"}, "--url must be the application's base URL"},
+		{[]string{"check", "--url", "http://orders:80", "--client", "0", "--sidecar-ops", "ops"}, "--client must be a positive client id; --sidecar-ops must be host:port"},
+		{[]string{"check", "--sidecar", "unix:///x"}, "flag provided but not defined: -sidecar"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -204,6 +210,8 @@ func TestFlagDefaults(t *testing.T) {
 		{"seed", with(map[string]string{"clients": "100", "orders-per-client": "20", "seed": "1"})},
 		// --client and --format are required: no default.
 		{"export", with(map[string]string{"client": "", "from": "", "to": "", "format": ""})},
+		// check takes none of the common flags: no database, no sidecar socket.
+		{"check", map[string]string{"url": "", "client": "1", "sidecar-ops": "", "secret": "", "timeout": "2m0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cmd, func(t *testing.T) {
@@ -211,5 +219,27 @@ func TestFlagDefaults(t *testing.T) {
 				t.Errorf("flags of orderapp %s (-want +got):\n%s", tt.cmd, diff)
 			}
 		})
+	}
+}
+
+// TestCheckCommand runs `orderapp check` against an HTTP server answering like
+// the application behind its Service (the sidecar part is covered in
+// internal/check, which resolves a headless Service).
+func TestCheckCommand(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"status":"ready"}`) })
+	mux.HandleFunc("GET /api/v1/clients/3/orders", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"orders":[{"orderId":30,"clientId":3}]}`)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	stdout, _, err := runCmd(t, "check", "--url", srv.URL, "--client", "3", "--timeout", "30s")
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	for _, want := range []string{"ok: application ready", "ok: client orders served", "1 orders", "check passed"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
 	}
 }

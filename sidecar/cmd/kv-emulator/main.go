@@ -2,7 +2,8 @@
 // kvemulator) for `make demo` and the end-to-end tests.
 //
 //	kv-emulator --vault-listen 127.0.0.1:8443 --identity-listen 127.0.0.1:8081 \
-//	            --seed secrets.yaml --ca-out ca.pem --identity-header-out header.txt
+//	            --seed secrets.yaml --ca-out ca.pem --identity-header-out header.txt \
+//	            [--rate-limit 4000/10s]
 //
 // Once both listeners serve, it prints the environment a client needs, one
 // KEY=value per line on stdout, then "kv-emulator ready". Logs go to stderr.
@@ -45,6 +46,7 @@ type config struct {
 	seed, caOut, headerOut      string
 	federatedTokenOut, tenantID string
 	logLevel, logFormat         string
+	rateLimit                   kvemulator.RateLimit
 	tokenLifetime               time.Duration
 }
 
@@ -62,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", kvemulator.DefaultTokenLifetime, "lifetime of issued access tokens (1s to 24h); the admin API can change it (PUT /admin/tokens)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug | info | warn | error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text | json")
+	rate := fs.String("rate-limit", "off", "vault-wide budget `N/10s` (N vault requests per sliding 10 s window, shared by every caller; over it: 429 Throttled with Retry-After), or off")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -69,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q: every option is a flag", fs.Args())
 	}
 	var problems []error
+	var err error
 	if err := kvemulator.CheckLoopback(c.vaultListen); err != nil {
 		problems = append(problems, fmt.Errorf("--vault-listen: %w", err))
 	}
@@ -80,6 +84,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		problems = append(problems, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
+	}
+	if c.rateLimit, err = kvemulator.ParseRateLimit(*rate); err != nil {
+		problems = append(problems, fmt.Errorf("--rate-limit: %w", err))
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
@@ -139,6 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		IdentityAddr:  c.identityListen,
 		Logger:        log,
 		TokenLifetime: c.tokenLifetime,
+		RateLimit:     c.rateLimit,
 	})
 	if err != nil {
 		return err

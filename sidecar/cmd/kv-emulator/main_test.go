@@ -77,6 +77,10 @@ func TestParseFlags(t *testing.T) {
 		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
 		{"token lifetime too short", []string{"--token-lifetime", "0s"}, "--token-lifetime"},
 		{"positional", []string{"extra"}, "unexpected arguments"},
+		{"rate limit", []string{"--rate-limit", "4000/10s"}, ""},
+		{"rate limit off", []string{"--rate-limit", "off"}, ""},
+		{"rate limit without window", []string{"--rate-limit", "4000"}, "--rate-limit"},
+		{"rate limit zero", []string{"--rate-limit", "0/10s"}, "--rate-limit"},
 		{"unknown flag", []string{"--vault", "x"}, "flag provided but not defined"},
 	}
 	for _, tc := range tests {

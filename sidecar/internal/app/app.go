@@ -44,6 +44,9 @@ type Options struct {
 	Clock    clock.Clock
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
+	// ThrottleSpread is the cache's first spread after a 429 (cache.Options);
+	// default 10 s. Tests shorten it.
+	ThrottleSpread time.Duration
 	// ShutdownTimeout bounds the graceful stop of the gRPC server. Default 8 s,
 	// inside Kubernetes' default 30 s grace period and the 10 s docs/reference/api.md promises.
 	ShutdownTimeout time.Duration
@@ -137,7 +140,7 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log})
+	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
 	a.tokens = accesstoken.New(keyvault.AccessTokenSource(cred), accesstoken.Options{
 		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
 		Clock: o.Clock, Metrics: m, Logger: log, Reason: keyvault.TokenFailureReason,

@@ -63,7 +63,13 @@ func (s *syncBuffer) String() string {
 // startEmulator starts a kvemulator and points managed identity at it.
 func startEmulator(t *testing.T, secrets map[string]string) *kvemulator.Emulator {
 	t.Helper()
-	e, err := kvemulator.Start(kvemulator.Options{Secrets: secrets})
+	return startEmulatorWith(t, kvemulator.Options{Secrets: secrets})
+}
+
+// startEmulatorWith is startEmulator with every option.
+func startEmulatorWith(t *testing.T, opts kvemulator.Options) *kvemulator.Emulator {
+	t.Helper()
+	e, err := kvemulator.Start(opts)
 	if err != nil {
 		t.Fatalf("start emulator: %v", err)
 	}

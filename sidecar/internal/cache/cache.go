@@ -64,6 +64,9 @@ type Options struct {
 	DefaultWait time.Duration
 	// MaxConcurrentReads bounds the vault reads in flight at once. Default 8.
 	MaxConcurrentReads int
+	// ThrottleSpread is the first spread added at random to a Retry-After
+	// (see Cache.throttleLocked). Default 10 s, Key Vault's limit window.
+	ThrottleSpread time.Duration
 }
 
 type kind uint8
@@ -127,8 +130,16 @@ type Cache struct {
 	// throttling budget at the vault.
 	readSlots chan struct{}
 
+	// probe admits one read at a time while probing: a sidecar that starts,
+	// or that the vault has just throttled, sends one read and waits for
+	// its answer before sending the rest, so a fleet meeting a throttled
+	// vault spends one request per sidecar per round instead of eight.
+	probe chan struct{}
+
 	mu           sync.Mutex
-	blockedUntil time.Time     // Retry-After for the whole vault
+	blockedUntil time.Time     // Retry-After (plus spread) for the whole vault
+	probing      bool          // reads go out one at a time (see probe)
+	throttles    int           // consecutive throttled rounds; 0 once the vault answers
 	changed      chan struct{} // closed and replaced on every state change
 	watchers     map[*watcher]struct{}
 	wake         chan struct{}
@@ -154,6 +165,9 @@ func New(cfg config.Config, f Fetcher, o Options) *Cache {
 	if o.MaxConcurrentReads <= 0 {
 		o.MaxConcurrentReads = 8
 	}
+	if o.ThrottleSpread <= 0 {
+		o.ThrottleSpread = 10 * time.Second
+	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.New(discardRegisterer{}, nil, "")
 	}
@@ -169,6 +183,8 @@ func New(cfg config.Config, f Fetcher, o Options) *Cache {
 		wake:     make(chan struct{}, 1),
 
 		readSlots: make(chan struct{}, o.MaxConcurrentReads),
+		probe:     make(chan struct{}, 1),
+		probing:   true,
 	}
 	for _, s := range cfg.Secrets {
 		e := &entry{decl: s}
@@ -349,33 +365,7 @@ func (c *Cache) startLocked(e *entry, batch bool) *flight {
 }
 
 func (c *Cache) fetch(e *entry, fl *flight) {
-	var s keyvault.Secret
-	var err error
-	var took time.Duration
-	slot := false
-	select {
-	case c.readSlots <- struct{}{}:
-		slot = true
-		// A 429 answered while this read queued for a slot holds it too:
-		// Key Vault throttles per vault, so no read may go out before
-		// Retry-After has passed. It ends as if it had gone out and been
-		// throttled, so the outcome does not depend on which read won the
-		// race for a slot.
-		c.mu.Lock()
-		until := c.blockedUntil
-		c.mu.Unlock()
-		if now := c.clk.Now(); now.Before(until) {
-			err = &keyvault.TransientError{Status: http.StatusTooManyRequests, Code: "Throttled", RetryAfter: until.Sub(now), Err: errHeldBack}
-			break
-		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
-		start := time.Now()
-		s, err = c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
-		cancel()
-		took = time.Since(start)
-	case <-c.ctx.Done():
-		err = &keyvault.TransientError{Err: c.ctx.Err()}
-	}
+	s, took, release, err := c.read(e)
 
 	c.mu.Lock()
 	found := c.applyLocked(e, s, err, took)
@@ -386,11 +376,9 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 	}
 	c.broadcastLocked()
 	c.mu.Unlock()
-	if slot {
-		// Released only now that a Retry-After in the answer is recorded, so
-		// the next queued read sees it.
-		<-c.readSlots
-	}
+	// Released only now that a Retry-After in the answer is recorded, so
+	// the next queued read sees it.
+	release()
 	close(fl.done)
 	if !fl.batch {
 		// A read outside a pass may have scheduled a retry earlier than the
@@ -400,6 +388,52 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 		default:
 		}
 	}
+}
+
+// read takes a slot and, while probing, the probe; then it reads e from the
+// vault unless a Retry-After began while it waited. release gives back what
+// it took; call it once the answer is recorded.
+func (c *Cache) read(e *entry) (s keyvault.Secret, took time.Duration, release func(), err error) {
+	release = func() {}
+	select {
+	case c.readSlots <- struct{}{}:
+	case <-c.ctx.Done():
+		return s, 0, release, &keyvault.TransientError{Err: c.ctx.Err()}
+	}
+	release = func() { <-c.readSlots }
+	c.mu.Lock()
+	probing := c.probing
+	c.mu.Unlock()
+	if probing {
+		select {
+		case c.probe <- struct{}{}:
+		case <-c.ctx.Done():
+			return s, 0, release, &keyvault.TransientError{Err: c.ctx.Err()}
+		}
+		c.mu.Lock()
+		probing = c.probing // the probe ahead of this read may have ended it
+		c.mu.Unlock()
+		if probing {
+			release = func() { <-c.probe; <-c.readSlots }
+		} else {
+			<-c.probe
+		}
+	}
+	// A 429 answered while this read queued holds it too: Key Vault
+	// throttles per vault, so no read may go out before Retry-After has
+	// passed. It ends as if it had gone out and been throttled, so the
+	// outcome does not depend on which read won the race for a slot.
+	c.mu.Lock()
+	until := c.blockedUntil
+	c.mu.Unlock()
+	if now := c.clk.Now(); now.Before(until) {
+		return s, 0, release, &keyvault.TransientError{Status: http.StatusTooManyRequests, Code: "Throttled", RetryAfter: until.Sub(now), Err: errHeldBack}
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
+	defer cancel()
+	start := time.Now()
+	s, err = c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
+	return s, time.Since(start), release, err
 }
 
 // applyLocked records one vault answer. It returns the new secret when its
@@ -414,6 +448,7 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 		e.value = &s
 		e.failures = 0
 		e.nextRetry = time.Time{}
+		c.probing, c.throttles = false, 0
 		nv := &view{secret: buildSecret(name, &s, now, false), kind: kindOK, lastSuccess: now, expires: s.Expires, notBefore: s.NotBefore}
 		e.view.Store(nv)
 		c.m.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
@@ -460,24 +495,30 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 	if k == kindTransient {
 		e.failures++
 		retry := now.Add(c.backoff(e.failures))
-		if ra, ok := keyvault.RetryAfter(err); ok {
-			until := now.Add(ra)
-			if until.After(c.blockedUntil) {
-				c.blockedUntil = until
-			}
+		ra, throttled := keyvault.RetryAfter(err)
+		heldBack := errors.Is(err, errHeldBack)
+		newRound := false
+		if throttled && !heldBack {
+			newRound = c.throttleLocked(now, ra)
 		}
 		if retry.Before(c.blockedUntil) {
 			retry = c.blockedUntil
 		}
 		e.nextRetry = retry
-		switch _, throttled := keyvault.RetryAfter(err); {
-		case errors.Is(err, errHeldBack):
+		switch {
+		case heldBack:
 			// One line per throttle is enough; the read that met it said so.
 			c.log.Debug("vault read held back by Retry-After; serving the last good value if any", "secret", name,
 				"loaded", e.value != nil, "retryIn", retry.Sub(now))
+		case throttled && newRound && c.allLoadedLocked():
+			// Every secret is loaded, so this is a refresh, not a start:
+			// the fleet's steady reads exceed what the vault allows.
+			c.log.Warn("vault is throttling refreshes in steady state: the reads of every pod on this vault exceed its limit; "+
+				"serving the cached values; lengthen refresh.interval or split the secrets over more vaults (docs/scale.md)",
+				"secret", name, "error", err.Error(), "throttledRounds", c.throttles, "retryIn", retry.Sub(now))
 		case throttled:
-			c.log.Warn("vault is throttling; no vault read before Retry-After has passed; serving the last good value if any",
-				"secret", name, "loaded", e.value != nil, "error", err.Error(), "failures", e.failures, "retryIn", retry.Sub(now), "duration", took)
+			c.log.Warn("vault is throttling; no vault read before Retry-After (plus a random spread) has passed; serving the last good value if any",
+				"secret", name, "loaded", e.value != nil, "error", err.Error(), "throttledRounds", c.throttles, "retryIn", retry.Sub(now), "duration", took)
 		default:
 			c.log.Warn("vault read failed; serving the last good value if any", "secret", name, "loaded", e.value != nil,
 				"error", err.Error(), "failures", e.failures, "retryIn", retry.Sub(now), "duration", took)
@@ -487,6 +528,7 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 	// Not found and disabled are settled answers: the next pass checks again.
 	e.failures = 0
 	e.nextRetry = time.Time{}
+	c.probing, c.throttles = false, 0
 	switch {
 	case k == kindNotFound && e.value != nil:
 		c.log.Error("secret was deleted from the vault; serving its last good value marked stale", "secret", name, "version", e.value.Version)
@@ -496,6 +538,55 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 		c.log.Error("secret is disabled in the vault; reads answer FAILED_PRECONDITION", "secret", name)
 	}
 	return nil
+}
+
+// throttleLocked records a 429 with Retry-After ra answered at now, and
+// reports whether it began a new throttled round (the previous Retry-After,
+// if any, had passed). A new round blocks every read until Retry-After plus a
+// random spread: uniform in [0, ThrottleSpread x 2^(round-1)), capped at the
+// interval. Every sidecar of a fleet that met the same full vault gets about
+// the same Retry-After; without the spread they would all come back in the
+// same second and be throttled again. Doubling the spread each round finds,
+// without any coordination, a pace the vault can serve. Until a read is
+// answered without a 429, reads go out one at a time (probing).
+func (c *Cache) throttleLocked(now time.Time, ra time.Duration) bool {
+	c.m.VaultThrottled.WithLabelValues(c.phaseLocked()).Inc()
+	c.probing = true
+	if now.Before(c.blockedUntil) {
+		// Another read of the same round: honour the later Retry-After,
+		// without a second spread.
+		if until := now.Add(ra); until.After(c.blockedUntil) {
+			c.blockedUntil = until
+		}
+		return false
+	}
+	c.throttles++
+	spread := c.opts.ThrottleSpread
+	for i := 1; i < c.throttles && spread < c.cfg.Interval.D(); i++ {
+		spread *= 2
+	}
+	spread = min(spread, c.cfg.Interval.D())
+	c.blockedUntil = now.Add(ra + time.Duration(float64(spread)*c.rnd()))
+	return true
+}
+
+// allLoadedLocked reports whether every declared secret has a value: the
+// sidecar is past its start.
+func (c *Cache) allLoadedLocked() bool {
+	for _, e := range c.entries {
+		if e.value == nil && !e.decl.Optional {
+			return false
+		}
+	}
+	return true
+}
+
+// phaseLocked is the phase label of secretproxy_vault_throttled_total.
+func (c *Cache) phaseLocked() string {
+	if c.allLoadedLocked() {
+		return metrics.PhaseSteady
+	}
+	return metrics.PhaseStartup
 }
 
 // backoff is exponential from minInterval up to interval, with +0-20% jitter.
@@ -508,10 +599,13 @@ func (c *Cache) backoff(failures int) time.Duration {
 	return d + time.Duration(float64(d)*0.2*c.rnd())
 }
 
+// interval is the time to the next pass: the interval shortened by up to
+// jitter x interval at random. The jitter only shortens, so that every secret
+// is read at least once per interval (a rotated secret reaches every pod
+// within one interval), while a fleet's passes still drift apart.
 func (c *Cache) interval() time.Duration {
 	d := c.cfg.Interval.D()
-	j := c.cfg.Jitter * (2*c.rnd() - 1)
-	return d + time.Duration(float64(d)*j)
+	return d - time.Duration(float64(d)*c.cfg.Jitter*c.rnd())
 }
 
 func (c *Cache) broadcastLocked() {

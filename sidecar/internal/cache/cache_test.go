@@ -249,12 +249,14 @@ func TestRetryAfterHoldsEveryRead(t *testing.T) {
 	v.setAll(nil)
 
 	next, _ := h.clk.NextDeadline()
-	if want := throttledAt.Add(30 * time.Second); !next.Equal(want) {
-		t.Errorf("refresher sleeps until %s, want the end of Retry-After %s", next, want)
+	// Retry-After 30 s plus the spread: the harness draws 0.5 of the first
+	// round's 10 s.
+	if want := throttledAt.Add(35 * time.Second); !next.Equal(want) {
+		t.Errorf("refresher sleeps until %s, want the end of Retry-After and spread %s", next, want)
 	}
-	// Within the 30 s nothing reads the vault: not the refresher, not
+	// Within the 35 s nothing reads the vault: not the refresher, not
 	// RefreshSecret, not a read of a loaded secret.
-	for range 29 {
+	for range 34 {
 		h.advance(t, time.Second)
 		if s, err := h.c.Refresh(t.Context(), "a"); err != nil || !s.GetStale() {
 			t.Fatalf("RefreshSecret while throttled: err %v stale %v, want the stale cached value", err, s.GetStale())
@@ -483,18 +485,27 @@ func TestVaultReadsAreBounded(t *testing.T) {
 	clk := clock.NewFake(t0)
 	c := New(cfg, v, Options{Clock: clk, MaxConcurrentReads: 3})
 	t.Cleanup(c.cancel)
+	// The first read of a sidecar goes alone (probing); once the vault has
+	// answered it, reads go out up to the bound.
+	close(v.gate)
+	if _, err := c.Get(t.Context(), "s-00"); err != nil {
+		t.Fatalf("first read: %v", err)
+	}
+	v.mu.Lock()
+	v.gate = make(chan struct{})
+	v.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		c.Pass(t.Context(), true)
+		c.Pass(t.Context(), true) // s-00 was read less than minInterval ago: 19 reads
 		close(done)
 	}()
-	waitFor(t, "three reads in flight", func() bool { return v.count() == 3 })
-	// Give the other 17 a chance to (wrongly) start.
+	waitFor(t, "three reads in flight", func() bool { return v.count() == 4 })
+	// Give the other 16 a chance to (wrongly) start.
 	for range 100 {
 		runtime.Gosched()
 	}
-	if n := v.count(); n != 3 {
-		t.Fatalf("vault reads in flight = %d, want at most 3", n)
+	if n := v.count(); n != 4 {
+		t.Fatalf("vault reads in flight = %d, want at most 3", n-1)
 	}
 	close(v.gate)
 	<-done
@@ -544,7 +555,8 @@ func TestRetryAfterHoldsQueuedReads(t *testing.T) {
 	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b", "c": "test-value-c"})
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}, config.Secret{Name: "c"})
 	clk := clock.NewFake(t0)
-	c := New(cfg, v, Options{Clock: clk, MaxConcurrentReads: 1})
+	// Rand 0: no spread after Retry-After, so the retries are due at 30 s.
+	c := New(cfg, v, Options{Clock: clk, MaxConcurrentReads: 1, Rand: func() float64 { return 0 }})
 	t.Cleanup(c.cancel)
 	v.gate = make(chan struct{})
 	v.setAll(errThrottle) // 429, Retry-After: 30

@@ -10,7 +10,8 @@ import (
 )
 
 // TestSchedule checks the refresher's arithmetic (docs/reference/config.md, "The refresher"): a pass
-// every interval +/- jitter, and back-off after failures from minInterval,
+// every interval shortened by up to jitter (never longer: a rotation reaches
+// every pod within one interval), and back-off after failures from minInterval,
 // doubling, up to the interval, with jitter only upward.
 func TestSchedule(t *testing.T) {
 	cfg := testConfig(config.Secret{Name: "a"}) // interval 5m, minInterval 10s
@@ -21,13 +22,13 @@ func TestSchedule(t *testing.T) {
 		interval time.Duration
 		backoff  map[int]time.Duration // failures -> delay
 	}{
-		{"lowest draw", 0, 270 * time.Second, map[int]time.Duration{
+		{"lowest draw", 0, 5 * time.Minute, map[int]time.Duration{
 			1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second, 5: 160 * time.Second, 6: 5 * time.Minute, 30: 5 * time.Minute,
 		}},
-		{"middle draw", 0.5, 5 * time.Minute, map[int]time.Duration{
+		{"middle draw", 0.5, 285 * time.Second, map[int]time.Duration{
 			1: 11 * time.Second, 2: 22 * time.Second, 6: 330 * time.Second,
 		}},
-		{"three-quarter draw", 0.75, 315 * time.Second, map[int]time.Duration{
+		{"three-quarter draw", 0.75, 277500 * time.Millisecond, map[int]time.Duration{
 			1: 11500 * time.Millisecond, 6: 345 * time.Second,
 		}},
 	}

@@ -116,11 +116,13 @@ func NewWithCredential(v config.Vault, cred azcore.TokenCredential, o Options) (
 }
 
 // clientOptions are the vault client's: the refresher owns retries and
-// back-off, so azcore keeps one quick retry (0 would mean its default of 3),
-// and a Retry-After longer than 2 s comes straight back so that the refresher
-// honours it for the whole vault instead of azcore sleeping inside one read.
-// Two tries of at most 2 s with 0.5 s between them keep a failed read under
-// 5 s, so a failed pass marks values stale within interval + 5 s.
+// back-off, so azcore keeps one quick retry (0 would mean its default of 3)
+// for 408 and 5xx, and none for 429: every 429 comes straight back so that
+// the refresher honours its Retry-After for the whole vault and adds its
+// spread (azcore would sleep exactly Retry-After inside one read and send the
+// retry in the same second as every other pod of the fleet). Two tries of at
+// most 2 s with 0.5 s between them keep a failed read under 5 s, so a failed
+// pass marks values stale within interval + 5 s.
 func clientOptions(o Options) azcore.ClientOptions {
 	return azcore.ClientOptions{
 		Transport: o.Transport,
@@ -129,9 +131,17 @@ func clientOptions(o Options) azcore.ClientOptions {
 			RetryDelay:    500 * time.Millisecond,
 			MaxRetryDelay: 2 * time.Second,
 			TryTimeout:    2 * time.Second,
+			StatusCodes:   retryStatusCodes,
 		},
 		Telemetry: policy.TelemetryOptions{ApplicationID: "secret-proxy"},
 	}
+}
+
+// retryStatusCodes are azcore's defaults (runtime.StatusCodesForRetry) without
+// 429.
+var retryStatusCodes = []int{
+	http.StatusRequestTimeout, http.StatusInternalServerError, http.StatusBadGateway,
+	http.StatusServiceUnavailable, http.StatusGatewayTimeout,
 }
 
 // credentialOptions are the token endpoints': the same single retry, with a
@@ -140,6 +150,7 @@ func clientOptions(o Options) azcore.ClientOptions {
 func credentialOptions(o Options) azcore.ClientOptions {
 	co := clientOptions(o)
 	co.Retry.TryTimeout = 10 * time.Second
+	co.Retry.StatusCodes = nil // azcore's defaults: the vault's throttling is not the token endpoint's
 	return co
 }
 

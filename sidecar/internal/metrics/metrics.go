@@ -31,6 +31,12 @@ const (
 	RefreshError     = "error"
 )
 
+// Phases of secretproxy_vault_throttled_total.
+const (
+	PhaseStartup = "startup" // some declared secret has never been loaded
+	PhaseSteady  = "steady"  // every declared secret is loaded: a refresh was throttled
+)
+
 // Access token fetch results.
 const (
 	FetchSuccess = "success"
@@ -49,6 +55,8 @@ type Metrics struct {
 	Watchers      prometheus.Gauge
 	TokenRequests *prometheus.CounterVec
 	BuildInfo     *prometheus.GaugeVec
+	// VaultThrottled counts 429 answers that reached the refresher.
+	VaultThrottled *prometheus.CounterVec
 
 	// Access tokens served by GetAccessToken, by scope of accessTokens.scopes.
 	AccessTokenFetches *prometheus.CounterVec
@@ -120,6 +128,10 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 			Namespace: Namespace, Name: "token_requests_total",
 			Help: "Calls to the credential's GetToken by the Key Vault client, by result (success, error).",
 		}, []string{"result"}),
+		VaultThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "vault_throttled_total",
+			Help: "Vault reads answered 429 (throttled), by phase: startup (a declared secret not loaded yet) or steady (every secret loaded; a refresh was throttled, so the fleet reads more than the vault allows).",
+		}, []string{"phase"}),
 		AccessTokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "access_token_fetches_total",
 			Help: "Access token fetches for GetAccessToken from the sidecar's credential, by scope (one of accessTokens.scopes) and result (success, error).",
@@ -145,7 +157,7 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 	}
 	reg.MustRegister(
 		m.VaultRequests, m.VaultDuration, m.Refresh, m.LastSuccess, m.Expiry, m.Stale,
-		m.CacheReads, m.Watchers, m.TokenRequests, m.BuildInfo, m.GRPCHandled, m.GRPCHandling,
+		m.CacheReads, m.Watchers, m.TokenRequests, m.BuildInfo, m.VaultThrottled, m.GRPCHandled, m.GRPCHandling,
 		m.AccessTokenFetches, m.AccessTokenExpiry,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -157,6 +169,8 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 	m.VaultDuration.WithLabelValues("get")
 	m.TokenRequests.WithLabelValues("success")
 	m.TokenRequests.WithLabelValues("error")
+	m.VaultThrottled.WithLabelValues(PhaseStartup)
+	m.VaultThrottled.WithLabelValues(PhaseSteady)
 	for _, name := range declared {
 		for _, r := range []string{RefreshChanged, RefreshUnchanged, RefreshError} {
 			m.Refresh.WithLabelValues(name, r)

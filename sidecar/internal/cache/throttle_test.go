@@ -1,0 +1,183 @@
+package cache
+
+import (
+	"bytes"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+)
+
+func (c *Cache) blockedFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.blockedUntil.Sub(c.clk.Now())
+}
+
+// TestThrottleSpreadDoubles: each throttled round blocks the vault for
+// Retry-After plus a random part of a spread that starts at 10 s and doubles
+// up to the interval; an answer without a 429 starts again from 10 s.
+func TestThrottleSpreadDoubles(t *testing.T) {
+	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v) // interval 5m, Rand 0.5
+	v.setAll(errThrottle)                                       // 429, Retry-After: 30
+
+	rounds := []time.Duration{ // Retry-After + 0.5 x spread
+		30*time.Second + 5*time.Second,
+		30*time.Second + 10*time.Second,
+		30*time.Second + 20*time.Second,
+		30*time.Second + 40*time.Second,
+		30*time.Second + 80*time.Second,
+		30*time.Second + 150*time.Second, // the spread stops at the 5 min interval
+		30*time.Second + 150*time.Second,
+	}
+	for i, want := range rounds {
+		before := v.count()
+		h.c.Pass(t.Context(), true)
+		if got := v.count() - before; got != 1 {
+			t.Fatalf("round %d: %d vault reads, want 1", i+1, got)
+		}
+		if got := h.c.blockedFor(); got != want {
+			t.Errorf("round %d: blocked for %s, want %s", i+1, got, want)
+		}
+		h.clk.Advance(want)
+	}
+
+	v.setAll(nil)
+	h.c.Pass(t.Context(), true)
+	if ok, waiting := h.c.Ready(); !ok {
+		t.Fatalf("not ready once the vault answers: %v", waiting)
+	}
+	v.setAll(errThrottle)
+	h.clk.Advance(5 * time.Minute)
+	h.c.Pass(t.Context(), true)
+	if got, want := h.c.blockedFor(), 35*time.Second; got != want {
+		t.Errorf("first round after a success: blocked for %s, want %s (the spread starts again)", got, want)
+	}
+}
+
+// TestProbingSendsOneReadAtATime: a sidecar's first read, and the first read
+// after a 429, goes alone; the others follow only once the vault answered it
+// without a 429, so a throttled fleet spends one request per pod per round.
+func TestProbingSendsOneReadAtATime(t *testing.T) {
+	values := map[string]string{"a": "test-value-a", "b": "test-value-b", "c": "test-value-c", "d": "test-value-d"}
+	var secrets []config.Secret
+	for _, n := range []string{"a", "b", "c", "d"} {
+		secrets = append(secrets, config.Secret{Name: n})
+	}
+	v := newFakeVault(values)
+	h := newHarness(t, testConfig(secrets...), v)
+
+	onlyOneInFlight := func(what string, total int) {
+		t.Helper()
+		v.mu.Lock()
+		v.gate = make(chan struct{})
+		v.mu.Unlock()
+		before := v.count()
+		done := make(chan struct{})
+		go func() {
+			h.c.Pass(t.Context(), true)
+			close(done)
+		}()
+		waitFor(t, what+": the first read", func() bool { return v.count() == before+1 })
+		for range 100 {
+			runtime.Gosched() // a chance for the others to (wrongly) go out
+		}
+		if n := v.count() - before; n != 1 {
+			t.Fatalf("%s: %d reads in flight before the first was answered, want 1", what, n)
+		}
+		v.mu.Lock()
+		close(v.gate)
+		v.gate = nil
+		v.mu.Unlock()
+		<-done
+		if n := v.count() - before; n != total {
+			t.Fatalf("%s: %d reads in the pass, want %d", what, n, total)
+		}
+	}
+
+	onlyOneInFlight("start", 4)
+	if ok, waiting := h.c.Ready(); !ok {
+		t.Fatalf("not ready after the first pass: %v", waiting)
+	}
+
+	// A pass in steady state sends its reads together; those that had not
+	// gone out when the first 429 came are held back.
+	v.setAll(errThrottle)
+	h.clk.Advance(5 * time.Minute)
+	h.c.Pass(t.Context(), true)
+	// The next round probes: one read meets the 429, three are held back.
+	h.clk.Advance(h.c.blockedFor())
+	before := v.count()
+	h.c.Pass(t.Context(), false)
+	if n := v.count() - before; n != 1 {
+		t.Fatalf("retry into a throttled vault: %d reads, want 1 (the probe)", n)
+	}
+	v.setAll(nil)
+	h.clk.Advance(h.c.blockedFor())
+	onlyOneInFlight("after the throttle", 4)
+}
+
+// TestThrottleWarnsInSteadyState: a 429 during the start counts as startup; a
+// 429 once every secret is loaded counts as steady and logs one warning per
+// round that says what to do.
+func TestThrottleWarnsInSteadyState(t *testing.T) {
+	var logs syncBuf
+	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b"})
+	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"})
+	h := newHarness(t, cfg, v)
+	h.c.log = slog.New(slog.NewTextHandler(&logs, nil))
+	throttled := func(phase string) float64 {
+		return testutil.ToFloat64(h.m.VaultThrottled.WithLabelValues(phase))
+	}
+
+	v.setAll(errThrottle)
+	h.c.Pass(t.Context(), true)
+	if s, st := throttled(metrics.PhaseStartup), throttled(metrics.PhaseSteady); s != 1 || st != 0 {
+		t.Errorf("after a 429 at start: startup %v steady %v, want 1 and 0 (the held-back read is not a 429)", s, st)
+	}
+	if strings.Contains(logs.String(), "steady state") {
+		t.Error("a 429 at start logged the steady-state warning")
+	}
+
+	v.setAll(nil)
+	h.clk.Advance(h.c.blockedFor())
+	h.c.Pass(t.Context(), true)
+	v.setAll(errThrottle)
+	h.clk.Advance(5 * time.Minute)
+	h.c.Pass(t.Context(), true)
+	if s, st := throttled(metrics.PhaseStartup), throttled(metrics.PhaseSteady); s != 1 || st != 1 {
+		t.Errorf("after a 429 in steady state: startup %v steady %v, want 1 and 1", s, st)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "throttling refreshes in steady state"); n != 1 {
+		t.Errorf("steady-state warnings = %d, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "lengthen refresh.interval") || strings.Contains(out, "test-value") {
+		t.Errorf("the warning must say what to do and hold no value:\n%s", out)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
