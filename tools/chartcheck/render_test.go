@@ -426,6 +426,11 @@ func TestValuesRefused(t *testing.T) {
 		{"malformed secret name", func(v map[string]any) {
 			v["secretProxy"].(map[string]any)["secrets"] = []any{map[string]any{"name": "db password"}}
 		}, "secrets"},
+		{"allowedUIDs with pod-local TCP and no token", func(v map[string]any) {
+			sp := v["secretProxy"].(map[string]any)
+			sp["debugLoopbackPort"] = 50051
+			sp["clientAuth"] = map[string]any{"allowedUIDs": []any{10001}}
+		}, "set secretProxy.clientAuth.existingSecret"},
 		{"no secrets", func(v map[string]any) {
 			v["secretProxy"].(map[string]any)["secrets"] = []any{}
 		}, "secrets"},
