@@ -119,6 +119,8 @@ class Client:
             ("grpc.enable_retries", 1),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 5000),
+            # The sidecar's largest message, as the Go client accepts (gRPC's default is 4 MiB).
+            ("grpc.max_receive_message_length", 16 << 20),
         ]
         channel_options.extend(options)
         self._channel = grpc.insecure_channel(target, options=channel_options)
