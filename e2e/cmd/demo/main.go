@@ -5,7 +5,11 @@
 // sidecar.
 //
 //	demo run    [--bin bin] [--dir .demo] [--app-listen 127.0.0.1:8080] [--ops-listen 127.0.0.1:9090]
+//	            [--grpc-listen 127.0.0.1:50051] [--clients 200] [--orders 50] [--reseed]
 //	demo rotate [--dir .demo]   (sets a new version of the database password in the emulator)
+//
+// The sqlite database in --dir is kept between runs: --clients and --orders
+// seed a new one only; --reseed replaces an existing one.
 package main
 
 import (
@@ -63,11 +67,29 @@ type runFlags struct {
 	bin, dir                      string
 	appListen, opsListen, grpcTCP string
 	clients, orders               int
+	reseed                        bool
+	// sizeFlags are --clients and --orders as given on the command line
+	// (empty when left at their defaults), to say that a kept database ignores them.
+	sizeFlags []string
 }
 
 func parseRun(args []string) (runFlags, error) {
-	fs := flag.NewFlagSet("demo run", flag.ContinueOnError)
 	var f runFlags
+	fs := runFlagSet(&f)
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "clients" || fl.Name == "orders" {
+			f.sizeFlags = append(f.sizeFlags, "--"+fl.Name+" "+fl.Value.String())
+		}
+	})
+	return f, checkRun(f)
+}
+
+// runFlagSet defines the flags of `demo run` into f; the README lists each one.
+func runFlagSet(f *runFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("demo run", flag.ContinueOnError)
 	fs.StringVar(&f.bin, "bin", "bin", "directory holding secret-proxy, kv-emulator and orderapp")
 	fs.StringVar(&f.dir, "dir", ".demo", "working directory for the demo's files (database, socket, logs)")
 	fs.StringVar(&f.appListen, "app-listen", "127.0.0.1:8080", "order API address")
@@ -75,22 +97,25 @@ func parseRun(args []string) (runFlags, error) {
 	fs.StringVar(&f.grpcTCP, "grpc-listen", "127.0.0.1:50051", "sidecar gRPC on TCP, for grpcurl (the app uses the unix socket)")
 	fs.IntVar(&f.clients, "clients", 200, "clients to seed")
 	fs.IntVar(&f.orders, "orders", 50, "orders per client to seed")
-	if err := fs.Parse(args); err != nil {
-		return f, err
-	}
+	fs.BoolVar(&f.reseed, "reseed", false, "replace the demo database left by an earlier run with a new one seeded with --clients and --orders")
+	return fs
+}
+
+// checkRun refuses addresses that are not loopback and sizes out of range.
+func checkRun(f runFlags) error {
 	for name, addr := range map[string]string{"--app-listen": f.appListen, "--ops-listen": f.opsListen, "--grpc-listen": f.grpcTCP} {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
-			return f, fmt.Errorf("%s %q: want host:port", name, addr)
+			return fmt.Errorf("%s %q: want host:port", name, addr)
 		}
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return f, fmt.Errorf("%s %q: the demo listens on loopback only", name, addr)
+			return fmt.Errorf("%s %q: the demo listens on loopback only", name, addr)
 		}
 	}
 	if f.clients < 1 || f.clients > 100000 || f.orders < 1 || f.orders > 1000 {
-		return f, errors.New("--clients wants 1..100000 and --orders 1..1000")
+		return errors.New("--clients wants 1..100000 and --orders 1..1000")
 	}
-	return f, nil
+	return nil
 }
 
 func runDemo(ctx context.Context, args []string, out io.Writer) error {
@@ -159,7 +184,11 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite"}
-	if _, err := os.Stat(dbFile); errors.Is(err, os.ErrNotExist) {
+	seed, err := prepareDatabase(dbFile, f, out)
+	if err != nil {
+		return err
+	}
+	if seed {
 		fmt.Fprintf(out, "creating the sqlite database %s: migrate, then seed %d clients x %d orders\n", dbFile, f.clients, f.orders)
 		for _, sub := range [][]string{
 			{"migrate"},
@@ -202,6 +231,7 @@ demo ready
 Try:
   curl -s '%[1]s/api/v1/clients/1/orders?limit=5'
   curl -s %[2]s/metrics | grep '^secretproxy_'
+  make demo-grpc DEMO_GRPC=%[6]s   # grpcurl ListSecrets and GetSecret on the sidecar's gRPC API
   make demo-rotate     # a new version of the database password; the app swaps its pool without a restart
 Ctrl-C stops everything.
 `, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP)
@@ -227,6 +257,34 @@ Ctrl-C stops everything.
 	}
 	fmt.Fprintln(out, "\nstopping the demo")
 	return nil
+}
+
+// prepareDatabase decides what happens to the demo's sqlite file: a new one
+// is seeded (true); an existing one is kept and the demo says so, with the
+// size flags it ignores and how to reseed; --reseed removes it (and its WAL
+// files) first so that a new one is seeded.
+func prepareDatabase(dbFile string, f runFlags, out io.Writer) (bool, error) {
+	if f.reseed {
+		for _, p := range []string{dbFile, dbFile + "-wal", dbFile + "-shm"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return false, fmt.Errorf("--reseed: %w", err)
+			}
+		}
+	}
+	_, err := os.Stat(dbFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	ignored := ""
+	if len(f.sizeFlags) > 0 {
+		ignored = "; " + strings.Join(f.sizeFlags, " and ") + " ignored"
+	}
+	fmt.Fprintf(out, "keeping the demo database %s from an earlier run (its data as seeded then%s);\n"+
+		"  to seed a new one: make demo DEMO_FLAGS=\"--reseed --clients N --orders M\" (or make clean)\n", dbFile, ignored)
+	return false, nil
 }
 
 // stopWhenOrphaned ends the demo when its parent (make) goes away: `make`
