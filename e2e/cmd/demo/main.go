@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/secretproxy/secretproxy/e2e/pod"
+	"github.com/secretproxy/secretproxy/proto/client"
 )
 
 func main() {
@@ -67,11 +68,16 @@ type runFlags struct {
 	bin, dir                      string
 	appListen, opsListen, grpcTCP string
 	clients, orders               int
+	dbAuth                        string
 	reseed                        bool
 	// sizeFlags are --clients and --orders as given on the command line
 	// (empty when left at their defaults), to say that a kept database ignores them.
 	sizeFlags []string
 }
+
+// sqlScope is the scope orderapp asks for with --db-auth entra and sqlite
+// (sqlite stands in for Azure SQL).
+const sqlScope = "https://database.windows.net/.default"
 
 func parseRun(args []string) (runFlags, error) {
 	var f runFlags
@@ -97,6 +103,7 @@ func runFlagSet(f *runFlags) *flag.FlagSet {
 	fs.StringVar(&f.grpcTCP, "grpc-listen", "127.0.0.1:50051", "sidecar gRPC on TCP, for grpcurl (the app uses the unix socket)")
 	fs.IntVar(&f.clients, "clients", 200, "clients to seed")
 	fs.IntVar(&f.orders, "orders", 50, "orders per client to seed")
+	fs.StringVar(&f.dbAuth, "db-auth", "password", "orderapp's --db-auth: password, or entra (passwordless: the sidecar hands out Entra access tokens; sqlite has no login, so the token is fetched and not used)")
 	fs.BoolVar(&f.reseed, "reseed", false, "replace the demo database left by an earlier run with a new one seeded with --clients and --orders")
 	return fs
 }
@@ -111,6 +118,9 @@ func checkRun(f runFlags) error {
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 			return fmt.Errorf("%s %q: the demo listens on loopback only", name, addr)
 		}
+	}
+	if f.dbAuth != "password" && f.dbAuth != "entra" {
+		return fmt.Errorf("--db-auth %q: want password or entra", f.dbAuth)
 	}
 	if f.clients < 1 || f.clients > 100000 || f.orders < 1 || f.orders > 1000 {
 		return errors.New("--clients wants 1..100000 and --orders 1..1000")
@@ -167,6 +177,19 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		Interval: 15 * time.Second, MinInterval: 2 * time.Second,
 		LogFormat: "text",
 	}
+	if f.dbAuth == "entra" {
+		// Passwordless: no password secret is declared; the app gets
+		// access tokens of Azure SQL's scope instead.
+		cfg.Secrets = nil
+		for _, s := range pod.DatabaseSecrets {
+			if s.Name != "db-password" {
+				cfg.Secrets = append(cfg.Secrets, s)
+			}
+		}
+		cfg.AccessTokenScopes = []string{sqlScope}
+		fmt.Fprintln(out, "passwordless (--db-auth entra): the sidecar declares no password and hands orderapp Entra access tokens for "+sqlScope+".\n"+
+			"  sqlite has no login: orderapp fetches a token for every new connection through the sidecar and does not use it; against Azure SQL it logs in with it.")
+	}
 	if err := cfg.WriteFile(cfgFile); err != nil {
 		return err
 	}
@@ -183,7 +206,7 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite"}
+	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite", "--db-auth", f.dbAuth}
 	seed, err := prepareDatabase(dbFile, f, out)
 	if err != nil {
 		return err
@@ -216,6 +239,11 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
+	if f.dbAuth == "entra" {
+		if err := showToken(ctx, socket, out); err != nil {
+			return err
+		}
+	}
 	st := state{VaultURL: emu.VaultURL, CAFile: emu.CAFile, AppURL: "http://" + f.appListen, OpsURL: "http://" + f.opsListen}
 	raw, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o600); err != nil {
@@ -233,8 +261,8 @@ Try:
   curl -s %[2]s/metrics | grep '^secretproxy_'
   make demo-grpc DEMO_GRPC=%[6]s   # grpcurl ListSecrets and GetSecret on the sidecar's gRPC API
   make demo-rotate     # a new version of the database password; the app swaps its pool without a restart
-Ctrl-C stops everything.
-`, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP)
+%[7]sCtrl-C stops everything.
+`, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP, entraHint(f, st.OpsURL))
 
 	var exited *pod.Process
 	select {
@@ -257,6 +285,36 @@ Ctrl-C stops everything.
 	}
 	fmt.Fprintln(out, "\nstopping the demo")
 	return nil
+}
+
+// showToken asks the sidecar for a token as orderapp does, and prints its
+// expiry (never the token).
+func showToken(ctx context.Context, socket string, out io.Writer) error {
+	c, err := client.Dial("unix://" + socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tok, err := c.AccessToken(cctx, sqlScope)
+	if err != nil {
+		return fmt.Errorf("GetAccessToken through the sidecar: %w", err)
+	}
+	fmt.Fprintf(out, "GetAccessToken(%s) through the sidecar: a %d-character token, expires %s (the value is never printed)\n",
+		sqlScope, len(tok.Token), tok.Expires.Format(time.RFC3339))
+	return nil
+}
+
+// entraHint is what to try in the passwordless demo.
+func entraHint(f runFlags, opsURL string) string {
+	if f.dbAuth != "entra" {
+		return ""
+	}
+	return fmt.Sprintf(`Passwordless (--db-auth entra; sqlite has no login, the tokens are fetched and not used):
+  curl -s %[1]s/metrics | grep '^secretproxy_access_token'
+  (make demo-rotate changes the password secret, which this mode does not read)
+`, opsURL)
 }
 
 // prepareDatabase decides what happens to the demo's sqlite file: a new one

@@ -89,6 +89,7 @@ func TestParseRunFlags(t *testing.T) {
 		{"--grpc-listen", "0.0.0.0:50051"},
 		{"--app-listen", "8080"},
 		{"--clients", "0"},
+		{"--db-auth", "kerberos"},
 	} {
 		if _, err := parseRun(args); err == nil {
 			t.Errorf("parseRun(%q) accepted", args)
