@@ -391,6 +391,15 @@ func TestPipelineDoesWhatTheDocsSay(t *testing.T) {
 	if m := regexp.MustCompile(`helm\.sh/helm/v3 (v[0-9.]+)`).FindSubmatch(helmMod); m == nil || string(m[1]) != vars["helmVersion"] {
 		t.Errorf("helmVersion %q differs from tools/helm/go.mod (%q)", vars["helmVersion"], m)
 	}
+	// The test dependencies: the same list as the repository's own CI entry point.
+	ciRun, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := regexp.MustCompile(`install-test-deps\.sh --require ([a-z ]+)\n`)
+	if m := deps.FindSubmatch(ciRun); m == nil || !strings.Contains(text, "sudo bash tools/scripts/install-test-deps.sh --require "+string(m[1])+"\n") {
+		t.Errorf("the Test stage does not install what .ci/run installs (%q)", m)
+	}
 	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile.app"))
 	if err != nil {
 		t.Fatal(err)

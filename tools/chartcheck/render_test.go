@@ -132,6 +132,7 @@ func TestRenderKinds(t *testing.T) {
 		"podmonitor":        {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "PodMonitor", "Service", "Service", "ServiceAccount"},
 		"networkpolicy":     {"ConfigMap", "Deployment", "NetworkPolicy", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
 		"legacy-sidecar":    {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		"entra":             {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
 		// The migration Job and its sidecar's ConfigMap, both post-install/post-upgrade hooks.
 		"migrations": {"ConfigMap", "ConfigMap", "Deployment", "Job", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
 	}
@@ -431,6 +432,15 @@ func TestValuesRefused(t *testing.T) {
 			sp["debugLoopbackPort"] = 50051
 			sp["clientAuth"] = map[string]any{"allowedUIDs": []any{10001}}
 		}, "set secretProxy.clientAuth.existingSecret"},
+		{"entra without the database's scope", func(v map[string]any) {
+			v["app"] = map[string]any{"dbAuth": "entra"}
+		}, "app.dbAuth is entra but secretProxy.accessTokens.scopes does not list https://database.windows.net/.default"},
+		{"malformed access token scope", func(v map[string]any) {
+			v["secretProxy"].(map[string]any)["accessTokens"] = map[string]any{"scopes": []any{"https://database.windows.net/"}}
+		}, "accessTokens/scopes/0"},
+		{"unknown db auth", func(v map[string]any) {
+			v["app"] = map[string]any{"dbAuth": "kerberos"}
+		}, "dbAuth"},
 		{"no secrets", func(v map[string]any) {
 			v["secretProxy"].(map[string]any)["secrets"] = []any{}
 		}, "secrets"},

@@ -74,6 +74,8 @@ webhook's reach without a second list to maintain.
     {{- end }}
     - --db-driver
     - {{ .Values.app.dbDriver | quote }}
+    - --db-auth
+    - {{ .Values.app.dbAuth | default "password" | quote }}
     - --secret-server
     - {{ $names.server | quote }}
     - --secret-user

@@ -43,6 +43,9 @@ clientAuth:
 log:
   level: {{ dig "log" "level" "info" $v }}
   format: {{ dig "log" "format" "json" $v }}
+accessTokens:
+  scopes: {{ dig "accessTokens" "scopes" list $v | toJson }}
+  refreshBefore: {{ dig "accessTokens" "refreshBefore" "5m" $v | quote }}
 {{- end -}}
 
 {{/* secret-proxy.socketPath: where the gRPC unix socket lives, for the application's --sidecar flag. */}}

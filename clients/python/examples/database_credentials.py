@@ -64,7 +64,8 @@ def main() -> int:
         try:
             for update in sidecar.watch(DATABASE_SECRETS):
                 if update.initial:
-                    # After a sidecar restart: a fresh snapshot of all four.
+                    # The first message, and the first after each reconnect (a sidecar
+                    # restart, say): all four as they are now.
                     print("snapshot:", ", ".join(f"{s.name} {s.version}" for s in update.secrets), flush=True)
                     continue
                 # The secrets that changed together: swap the pool with all of them at once.

@@ -119,9 +119,7 @@ class Client:
             ("grpc.enable_retries", 1),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 5000),
-            # The sidecar's message limit (proto/client.MaxMessageBytes): the
-            # first watch message of the largest pod it accepts (200 secrets
-            # of Key Vault's 25 KiB) exceeds gRPC's 4 MiB default.
+            # The sidecar's largest message, as the Go client accepts (gRPC's default is 4 MiB).
             ("grpc.max_receive_message_length", 16 << 20),
         ]
         channel_options.extend(options)

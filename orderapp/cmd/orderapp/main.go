@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/secretproxy/secretproxy/proto/client"
+
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
 	"github.com/secretproxy/secretproxy/orderapp/internal/check"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
@@ -55,6 +57,7 @@ func main() {
 // common are the flags every subcommand takes.
 type common struct {
 	sidecar, tokenFile, driver string
+	dbAuth, tokenScope         string
 	names                      secrets.Names
 	logLevel, logFormat        string
 	timeout                    time.Duration
@@ -64,6 +67,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.sidecar, "sidecar", "127.0.0.1:50051", "the sidecar's gRPC address: unix:///path/grpc.sock or host:port")
 	fs.StringVar(&c.tokenFile, "sidecar-token-file", "", "file holding the sidecar's bearer token (optional)")
 	fs.StringVar(&c.driver, "db-driver", "sqlserver", "database driver: sqlserver, postgres or sqlite (sqlite has no login)")
+	fs.StringVar(&c.dbAuth, "db-auth", app.AuthPassword, "database login: password (db-user and db-password from the sidecar) or entra (an access token of the pod's identity from the sidecar per connection; no password secret)")
+	fs.StringVar(&c.tokenScope, "db-token-scope", "", "with --db-auth entra: the token scope (default: the driver's, "+client.ScopeAzureSQL+" or for postgres "+client.ScopeAzurePostgres+")")
 	d := secrets.DefaultNames()
 	fs.StringVar(&c.names.Server, "secret-server", d.Server, "sidecar secret holding the database server (host or host:port)")
 	fs.StringVar(&c.names.User, "secret-user", d.User, "sidecar secret holding the database user")
@@ -93,7 +98,8 @@ func (c *common) config(stderr io.Writer) (app.Config, error) {
 	if err != nil {
 		return app.Config{}, fmt.Errorf("--db-driver: %w", err)
 	}
-	cfg := app.Config{Sidecar: c.sidecar, SidecarTokenFile: c.tokenFile, Driver: d, Names: c.names, Logger: slog.New(h)}
+	cfg := app.Config{Sidecar: c.sidecar, SidecarTokenFile: c.tokenFile, Driver: d, Names: c.names,
+		DBAuth: c.dbAuth, TokenScope: c.tokenScope, Logger: slog.New(h)}
 	return cfg, cfg.Validate()
 }
 
@@ -168,6 +174,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
+// EnvPrefix names the environment variables that set flags: ORDERAPP_DB_AUTH
+// sets --db-auth. A flag on the command line wins over its variable.
+const EnvPrefix = "ORDERAPP_"
+
+// envName is the variable of a flag: --db-auth is ORDERAPP_DB_AUTH.
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag whose variable is set and not empty.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
 // runCheck is `orderapp check`, the chart's helm test (charts/orderapp/templates/tests).
 func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	var cfg check.Config
@@ -200,6 +228,9 @@ func (l *stringList) Set(v string) error {
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
