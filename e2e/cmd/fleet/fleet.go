@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,8 +20,12 @@ import (
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 )
 
-// readyLine is what secret-proxy logs once every declared secret is loaded.
-const readyLine = "ready: every declared secret is loaded"
+// What secret-proxy logs once every declared secret is loaded, and when a
+// refresh is throttled once everything is loaded.
+const (
+	readyLine     = "ready: every declared secret is loaded"
+	steadyWarning = "throttling refreshes in steady state"
+)
 
 // sidecar is one secret-proxy process of the fleet.
 type sidecar struct {
@@ -101,28 +106,33 @@ func startFleet(ctx context.Context, o options, out io.Writer) (*fleet, error) {
 	if o.pods > 1 {
 		gap = o.rollout / time.Duration(o.pods)
 	}
+	// Each start on its own goroutine at its own time: one exec waiting for
+	// a busy machine must not push back every start after it.
 	f.t0 = time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(f.sidecars))
 	for i, s := range f.sidecars {
-		if d := time.Until(f.t0.Add(time.Duration(i) * gap)); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				return f, ctx.Err()
+		wg.Go(func() {
+			if err := sleep(ctx, time.Until(f.t0.Add(time.Duration(i)*gap))); err != nil {
+				errs[i] = err
+				return
 			}
-		}
-		s.started = time.Now()
-		s.proc, err = pod.Start(pod.Spec{
-			Name: fmt.Sprintf("pod-%04d", i),
-			Path: filepath.Join(o.bin, "secret-proxy"),
-			Args: []string{"--config", filepath.Join(dir, fmt.Sprintf("pod-%04d", i), "config.yaml")},
-			Env:  env,
+			p, err := pod.Start(pod.Spec{
+				Name: fmt.Sprintf("pod-%04d", i),
+				Path: filepath.Join(o.bin, "secret-proxy"),
+				Args: []string{"--config", filepath.Join(dir, fmt.Sprintf("pod-%04d", i), "config.yaml")},
+				Env:  env,
+			})
+			f.mu.Lock()
+			s.proc, s.started, errs[i] = p, time.Now(), err
+			f.mu.Unlock()
+			if err == nil {
+				go f.watchReady(ctx, s)
+			}
 		})
-		if err != nil {
-			return f, err
-		}
-		go f.watchReady(ctx, s)
 	}
-	return f, nil
+	wg.Wait()
+	return f, errors.Join(errs...)
 }
 
 func (f *fleet) watchReady(ctx context.Context, s *sidecar) {
@@ -169,7 +179,9 @@ func (f *fleet) stop(out io.Writer) {
 func (f *fleet) measure(ctx context.Context) (*report, error) {
 	o := f.o
 	r := &report{o: o, pods: o.pods, limit: o.limit()}
-	r.startSpan = f.sidecars[len(f.sidecars)-1].started.Sub(f.t0)
+	for _, s := range f.sidecars {
+		r.startSpan = max(r.startSpan, s.started.Sub(f.t0))
+	}
 
 	// 1. Rollout: until every sidecar is ready (bounded by the context).
 	fmt.Fprintln(f.out, "fleet: rollout: waiting for every sidecar to be ready")
@@ -210,6 +222,7 @@ func (f *fleet) measure(ctx context.Context) (*report, error) {
 
 	// 2 and 3. Steady state for two intervals; a rotation at its start.
 	steadyStart := time.Now()
+	warningsBefore := f.countLines(steadyWarning)
 	fmt.Fprintf(f.out, "fleet: steady state for %s, rotating %s at its start\n", 2*o.interval, f.names[0])
 	version, err := f.emu.SetSecret(ctx, f.names[0], "fleet-value-0-v2")
 	if err != nil {
@@ -236,7 +249,7 @@ func (f *fleet) measure(ctx context.Context) (*report, error) {
 		return nil, err
 	}
 	r.steady = f.phase(steady, rollout, steadyStart, steadyEnd)
-	r.steadyWarnings = f.countLines("throttling refreshes in steady state")
+	r.steadyWarnings = f.countLines(steadyWarning) - warningsBefore
 
 	// 4. Outage, then recovery.
 	fmt.Fprintf(f.out, "fleet: vault outage for %s\n", o.outage)
