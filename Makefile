@@ -138,7 +138,7 @@ FLEET_PODS ?= 200
 FLEET_SECRETS ?= 4
 FLEET_FLAGS ?=
 .PHONY: fleet
-fleet: build ## A fleet of FLEET_PODS=200 secret-proxy processes x FLEET_SECRETS=4 secrets against one rate-limited kv-emulator (about 6 min); table and .fleet/fleet.svg, see docs/scale.md.
+fleet: build ## A fleet of FLEET_PODS=200 secret-proxy processes x FLEET_SECRETS=4 secrets against one rate-limited kv-emulator (about 8 min on 2 cores); table and .fleet/fleet.svg, see docs/scale.md.
 	@$(call step,fleet: $(FLEET_PODS) sidecars x $(FLEET_SECRETS) secrets $(FLEET_FLAGS))
 	cd e2e && go build -o $(BIN)/fleet ./cmd/fleet
 	$(BIN)/fleet --bin $(BIN) --dir $(ROOT)/.fleet --pods $(FLEET_PODS) --secrets $(FLEET_SECRETS) $(FLEET_FLAGS)
