@@ -14,7 +14,7 @@ export GOFLAGS ?= -modcacherw
 ROOT := $(CURDIR)
 MODULES := $(patsubst %/go.mod,%,$(wildcard proto/go.mod sidecar/go.mod orderapp/go.mod e2e/go.mod))
 # Modules of our own test and measurement tools, outside the workspace.
-TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load tools/repocheck
+TOOL_MODULES := tools/chartcheck tools/loadtest tools/orderapp-load tools/repocheck tools/testsummary
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := $(ROOT)/bin
 LDFLAGS_SIDECAR := -s -w -X main.version=$(VERSION)
@@ -26,6 +26,12 @@ LDFLAGS_APP := -s -w -X main.version=$(VERSION)
 BUF := GOWORK=off go tool -modfile=$(ROOT)/tools/buf/go.mod buf
 STATICCHECK := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod staticcheck
 BENCHSTAT := cd $(ROOT)/tools/lint && GOWORK=off go tool benchstat
+GRPCURL := cd $(ROOT)/tools/grpcurl && GOWORK=off go tool grpcurl
+
+# GO_TEST LABEL ARGS runs `go test -json ARGS` through tools/testsummary: go test's ok/FAIL
+# lines, failures in full, every skipped test with its reason, and "N passed, N failed,
+# N skipped" per module.
+GO_TEST := $(ROOT)/tools/scripts/go-test.sh
 
 # step prints what runs, so a CI log reads as a story.
 step = printf '\n==> %s\n' "$(1)"
@@ -35,15 +41,21 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: generate
-generate: ## Regenerate the Go code of the gRPC API from proto/ (buf, pinned plugins).
+generate: ## Regenerate the Go and Python code of the gRPC API from proto/ (buf, pinned plugins and Debian generators).
 	@$(call step,buf generate (proto/secretproxy/v1))
 	rm -f proto/secretproxy/v1/*.pb.go
 	cd proto && $(BUF) generate
+	@$(call step,buf generate (clients/python/secretproxy/v1; Debian's protoc and grpc_python_plugin))
+	bash tools/scripts/install-test-deps.sh python
+	bash tools/scripts/generate-python.sh
+
+# Every directory that holds generated code.
+GENERATED := proto clients/python/secretproxy/v1
 
 .PHONY: check-generated
 check-generated: generate ## Fail when the committed generated code differs from a fresh `make generate`.
 	@$(call step,generated code is up to date)
-	@if ! git diff --exit-code -- proto || [ -n "$$(git status --porcelain -- proto | grep '^??' || true)" ]; then \
+	@if ! git diff --exit-code -- $(GENERATED) || [ -n "$$(git status --porcelain -- $(GENERATED) | grep '^??' || true)" ]; then \
 		echo "generated code is out of date: run 'make generate' and commit the result" >&2; exit 1; fi
 
 .PHONY: build
@@ -67,7 +79,7 @@ lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
 	@if git rev-parse -q --verify HEAD >/dev/null; then cd proto && $(BUF) breaking --against '$(ROOT)/.git#ref=HEAD,subdir=proto'; fi
 
 .PHONY: test
-test: check-generated lint test-go test-repo test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), repository checks, charts and Dockerfiles.
+test: check-generated lint test-go test-python test-tools test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), the Python client, repository checks, charts and Dockerfiles.
 	@$(call step,make test: all passed)
 
 .PHONY: test-deps
@@ -77,12 +89,18 @@ test-deps: ## Install PostgreSQL from Debian's packages when missing (as root; o
 
 .PHONY: test-go
 test-go: test-deps ## Go tests of every workspace module, with -race.
-	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && go test -race -count=1 -timeout 15m ./...); done
+	@for m in $(MODULES); do $(call step,go test -race ($$m)); (cd $$m && $(GO_TEST) $$m -race -count=1 -timeout 15m ./...); done
 
-.PHONY: test-repo
-test-repo: ## Checks of the repository itself (tools/repocheck): no link leaves it; the scripts under tools/scripts.
-	@$(call step,go test tools/repocheck)
-	cd tools/repocheck && GOWORK=off go test -count=1 ./...
+.PHONY: test-python
+test-python: ## The Python client (clients/python) against the real secret-proxy and kv-emulator, with Debian's python3.
+	@$(call step,test dependencies (Python client: Debian's python3-grpcio and python3-protobuf))
+	bash tools/scripts/install-test-deps.sh python
+	@$(call step,python3 -m unittest (clients/python))
+	bash clients/python/run-tests.sh
+
+.PHONY: test-tools
+test-tools: ## Checks of the repository itself (tools/repocheck: no link leaves it, the scripts under tools/scripts) and of tools/testsummary.
+	@for m in tools/testsummary tools/repocheck; do $(call step,go test ($$m)); (cd $$m && GOWORK=off $(GO_TEST) $$m -count=1 ./...); done
 
 .PHONY: test-charts
 test-charts: ## Offline chart and Dockerfile checks (render, strict decode, lint, Pod Security, kubeconform, helm-unittest, --check).
@@ -110,6 +128,12 @@ demo: build ## Run the whole pod locally (kv-emulator, secret-proxy, orderapp on
 	cd e2e && go build -o $(BIN)/demo ./cmd/demo
 	@$(call step,demo: starting (files in .demo/))
 	exec $(BIN)/demo run --bin $(BIN) --dir $(ROOT)/.demo $(DEMO_FLAGS)
+
+DEMO_GRPC ?= 127.0.0.1:50051
+.PHONY: demo-grpc
+demo-grpc: ## With `make demo` running: grpcurl ListSecrets and GetSecret db-user on the sidecar (DEMO_GRPC=127.0.0.1:50051; reflection is off, so the proto file is passed).
+	$(GRPCURL) -plaintext -import-path $(ROOT)/proto -proto secretproxy/v1/secret_service.proto $(DEMO_GRPC) secretproxy.v1.SecretService/ListSecrets
+	$(GRPCURL) -plaintext -import-path $(ROOT)/proto -proto secretproxy/v1/secret_service.proto -d '{"name":"db-user"}' $(DEMO_GRPC) secretproxy.v1.SecretService/GetSecret
 
 .PHONY: demo-rotate
 demo-rotate: ## With `make demo` running: set a new database password version and watch the app swap its pool.

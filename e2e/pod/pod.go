@@ -247,6 +247,14 @@ func (e *Emulator) RateStats(ctx context.Context) (RateStats, error) {
 	return out, err
 }
 
+// IssueNext makes the emulator's token endpoints issue token for the next
+// token request for resource (e.g. a database's scope), so that a test can make
+// a real database accept exactly the token the sidecar will be handed.
+func (e *Emulator) IssueNext(ctx context.Context, resource, token string) error {
+	return e.adminDo(ctx, http.MethodPut, "/admin/tokens",
+		map[string]any{"next": []map[string]string{{"resource": resource, "token": token}}}, nil)
+}
+
 // VaultRequest is one request the emulator served.
 type VaultRequest struct {
 	Time   time.Time `json:"time"`

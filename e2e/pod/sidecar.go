@@ -31,6 +31,8 @@ type SidecarConfig struct {
 	ClientID  string
 	LogLevel  string
 	LogFormat string
+	// AccessTokenScopes is accessTokens.scopes (GetAccessToken's allowlist).
+	AccessTokenScopes []string
 }
 
 // DatabaseSecrets are the order application's four credentials as the
@@ -74,6 +76,12 @@ func (c SidecarConfig) YAML() string {
 	fmt.Fprintf(&b, "listen:\n  grpc: %q\n  unix: %q\n  ops: %q\n", c.GRPC, c.Unix, c.Ops)
 	if c.TokenFile != "" {
 		fmt.Fprintf(&b, "clientAuth:\n  tokenFile: %q\n", c.TokenFile)
+	}
+	if len(c.AccessTokenScopes) > 0 {
+		b.WriteString("accessTokens:\n  scopes:\n")
+		for _, s := range c.AccessTokenScopes {
+			fmt.Fprintf(&b, "    - %q\n", s)
+		}
 	}
 	level, format := c.LogLevel, c.LogFormat
 	if level == "" {

@@ -267,6 +267,15 @@ func (s *Server) SetPassword(t testing.TB, user, password string) {
 	s.Exec(t, fmt.Sprintf("ALTER ROLE %s PASSWORD %s", ident(user), literal(password)))
 }
 
+// SetPasswordUntil changes a role's password and makes it expire at until, as
+// an Entra access token does: the test makes the role's password the token
+// the sidecar will hand out, and PostgreSQL refuses it after its expiry
+// (FATAL 28P01, like a wrong password). Open sessions stay open.
+func (s *Server) SetPasswordUntil(t testing.TB, user, password string, until time.Time) {
+	t.Helper()
+	s.Exec(t, fmt.Sprintf("ALTER ROLE %s PASSWORD %s VALID UNTIL %s", ident(user), literal(password), literal(until.UTC().Format("2006-01-02 15:04:05.000000+00"))))
+}
+
 // CreateDatabase creates a database owned by owner, so owner may create tables in it.
 func (s *Server) CreateDatabase(t testing.TB, name, owner string) {
 	t.Helper()

@@ -36,6 +36,7 @@ type Server struct {
 	versions map[string]int
 	watchers map[chan []*secretproxyv1.Secret][]string
 	calls    map[string]int
+	tok      *tokens // GetAccessToken (tokens.go)
 
 	grpc *grpc.Server
 	path string
@@ -49,6 +50,7 @@ func New(values map[string]string) *Server {
 		versions: map[string]int{},
 		watchers: map[chan []*secretproxyv1.Secret][]string{},
 		calls:    map[string]int{},
+		tok:      newTokens(),
 	}
 	for n, v := range values {
 		s.vault[n] = v

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -134,7 +135,8 @@ func TestMeasureWatchRecovery(t *testing.T) {
 				stop := serve(t, first, sock)
 				first.streams <- fakeStream{msgs: []*secretproxyv1.WatchSecretsResponse{msg(secret("db-password", "v1"))}}
 				// The client's defaults (100 ms to 5 s), not the test helper's.
-				c, err := client.Dial("unix://"+sock, v.opts...)
+				opts := append([]client.Option{client.WithLogger(slog.New(slog.DiscardHandler))}, v.opts...)
+				c, err := client.Dial("unix://"+sock, opts...)
 				if err != nil {
 					t.Fatal(err)
 				}

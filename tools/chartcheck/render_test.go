@@ -8,7 +8,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -33,6 +35,17 @@ func (r rendered) deployment(t *testing.T) *appsv1.Deployment {
 		t.Fatalf("want exactly one Deployment, got %d", len(found))
 	}
 	return found[0]
+}
+
+// pods are the rendered Pod objects (the helm test hook).
+func (r rendered) pods() []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, o := range r.objects {
+		if p, ok := o.(*corev1.Pod); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (r rendered) kinds() []string {
@@ -111,13 +124,17 @@ func dig(m map[string]any, keys ...string) any {
 // TestRenderKinds pins which objects each ci values file produces.
 func TestRenderKinds(t *testing.T) {
 	want := map[string][]string{
-		"default":           {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
-		"workload-identity": {"ConfigMap", "Deployment", "Service", "ServiceAccount"},
-		"managed-identity":  {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
-		"unix-socket":       {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
-		"podmonitor":        {"ConfigMap", "Deployment", "PodDisruptionBudget", "PodMonitor", "Service", "ServiceAccount"},
-		"networkpolicy":     {"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
-		"legacy-sidecar":    {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
+		// Pod and the second Service: the helm test hook (templates/tests), rendered by default.
+		"default":           {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		"workload-identity": {"ConfigMap", "Deployment", "Pod", "Service", "Service", "ServiceAccount"},
+		"managed-identity":  {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		"unix-socket":       {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		"podmonitor":        {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "PodMonitor", "Service", "Service", "ServiceAccount"},
+		"networkpolicy":     {"ConfigMap", "Deployment", "NetworkPolicy", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		"legacy-sidecar":    {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		"entra":             {"ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
+		// The migration Job and its sidecar's ConfigMap, both post-install/post-upgrade hooks.
+		"migrations": {"ConfigMap", "ConfigMap", "Deployment", "Job", "Pod", "PodDisruptionBudget", "Service", "Service", "ServiceAccount"},
 	}
 	files := ciFiles(t)
 	for name := range files {
@@ -285,29 +302,52 @@ func TestSecurityDefaults(t *testing.T) {
 	lv := api.LevelVersion{Level: api.LevelRestricted, Version: api.LatestVersion()}
 	for name, file := range ciFiles(t) {
 		t.Run(name, func(t *testing.T) {
-			d := renderCI(t, file).deployment(t)
-			for _, res := range eval.EvaluatePod(lv, &d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec) {
-				if !res.Allowed {
-					t.Errorf("Pod Security restricted: %s: %s", res.ForbiddenReason, res.ForbiddenDetail)
+			r := renderCI(t, file)
+			d := r.deployment(t)
+			pods := map[string]podUnderTest{"deployment " + d.Name: {&d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec}}
+			for _, p := range r.pods() {
+				pods["pod "+p.Name] = podUnderTest{&p.ObjectMeta, &p.Spec}
+			}
+			for _, o := range r.objects {
+				if j, ok := o.(*batchv1.Job); ok {
+					pods["job "+j.Name] = podUnderTest{&j.Spec.Template.ObjectMeta, &j.Spec.Template.Spec}
 				}
 			}
-			spec := d.Spec.Template.Spec
-			for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
-				sc := c.SecurityContext
-				if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-					t.Errorf("container %s: root file system is not read-only", c.Name)
-				}
-				if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
-					t.Errorf("container %s: no numeric non-root runAsUser", c.Name)
-				}
-				if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-					t.Errorf("container %s: resources %v lack cpu/memory requests or a memory limit", c.Name, c.Resources)
-				}
-			}
-			if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-				t.Error("the pod mounts a Kubernetes API token it never uses")
+			for what, p := range pods {
+				t.Run(what, func(t *testing.T) { checkRestricted(t, eval, lv, p) })
 			}
 		})
+	}
+}
+
+// podUnderTest is a pod's metadata and spec, from a Deployment's template or a Pod.
+type podUnderTest struct {
+	meta *metav1.ObjectMeta
+	spec *corev1.PodSpec
+}
+
+func checkRestricted(t *testing.T, eval policy.Evaluator, lv api.LevelVersion, p podUnderTest) {
+	t.Helper()
+	for _, res := range eval.EvaluatePod(lv, p.meta, p.spec) {
+		if !res.Allowed {
+			t.Errorf("Pod Security restricted: %s: %s", res.ForbiddenReason, res.ForbiddenDetail)
+		}
+	}
+	spec := *p.spec
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		sc := c.SecurityContext
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("container %s: root file system is not read-only", c.Name)
+		}
+		if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+			t.Errorf("container %s: no numeric non-root runAsUser", c.Name)
+		}
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("container %s: resources %v lack cpu/memory requests or a memory limit", c.Name, c.Resources)
+		}
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("the pod mounts a Kubernetes API token it never uses")
 	}
 }
 
@@ -387,6 +427,20 @@ func TestValuesRefused(t *testing.T) {
 		{"malformed secret name", func(v map[string]any) {
 			v["secretProxy"].(map[string]any)["secrets"] = []any{map[string]any{"name": "db password"}}
 		}, "secrets"},
+		{"allowedUIDs with pod-local TCP and no token", func(v map[string]any) {
+			sp := v["secretProxy"].(map[string]any)
+			sp["debugLoopbackPort"] = 50051
+			sp["clientAuth"] = map[string]any{"allowedUIDs": []any{10001}}
+		}, "set secretProxy.clientAuth.existingSecret"},
+		{"entra without the database's scope", func(v map[string]any) {
+			v["app"] = map[string]any{"dbAuth": "entra"}
+		}, "app.dbAuth is entra but secretProxy.accessTokens.scopes does not list https://database.windows.net/.default"},
+		{"malformed access token scope", func(v map[string]any) {
+			v["secretProxy"].(map[string]any)["accessTokens"] = map[string]any{"scopes": []any{"https://database.windows.net/"}}
+		}, "accessTokens/scopes/0"},
+		{"unknown db auth", func(v map[string]any) {
+			v["app"] = map[string]any{"dbAuth": "kerberos"}
+		}, "dbAuth"},
 		{"no secrets", func(v map[string]any) {
 			v["secretProxy"].(map[string]any)["secrets"] = []any{}
 		}, "secrets"},

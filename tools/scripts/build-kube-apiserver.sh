@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and kubectl v1.37.2 from the Go module proxy through the wrapper module
 # tools/kube-apiserver, and caches them outside the clone so later runs only check the cache.
-# Prints the directory holding the binaries on its last line.
+# Prints the directory holding the binaries on its last line. Concurrent runs (two checkouts)
+# are safe: see toolcache.sh.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 version=v1.37.2
-out=${XDG_CACHE_HOME:-$HOME/.cache}/secret-proxy/kube-apiserver-${version}
-mkdir -p "$out"
+# shellcheck source=toolcache.sh
+. "$root/tools/scripts/toolcache.sh"
+out=$(toolcache_dir "kube-apiserver-${version}")
+# Another checkout may be building the same binaries: wait for it, then reuse them.
+toolcache_lock "$out"
 
 # The version ldflags matter: without them the server reports v0.0.0 and Helm's
 # kubeVersion checks (>=1.25.0-0) fail against it.
@@ -28,8 +32,6 @@ for cmd in kube-apiserver kubectl; do
 	fi
 	echo "build-kube-apiserver: building $cmd $version (cold: about 8 min and 3 GB of memory)" >&2
 	(cd "$root/tools/kube-apiserver" && GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0 \
-		go build -trimpath -ldflags "$ldflags" \
-		-o "$out/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
-	mv "$out/$cmd.tmp" "$out/$cmd"
+		toolcache_go_build "$out/$cmd" -trimpath -ldflags "$ldflags" "k8s.io/kubernetes/cmd/$cmd")
 done
 echo "$out"

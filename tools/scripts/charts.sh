@@ -54,7 +54,7 @@ test)
 	step "helm-unittest --strict charts/orderapp"
 	"$unittest" --strict "$root/charts/orderapp" 2>&1 | grep -v 'found symbolic link'
 	step "go test tools/chartcheck (render, strict decode, lint, Pod Security, kubeconform, --check, Dockerfiles)"
-	(cd "$root/tools/chartcheck" && GOWORK=off go test -count=1 .)
+	(cd "$root/tools/chartcheck" && GOWORK=off "$root/tools/scripts/go-test.sh" tools/chartcheck -count=1 .)
 	;;
 slow)
 	step "go test tools/chartcheck/apiserver (etcd + kube-apiserver v$kube_version, server-side dry run)"

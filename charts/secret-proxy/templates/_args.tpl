@@ -94,6 +94,9 @@ secret-proxy.validate fails on values the sidecar would refuse, so a mistake sho
 {{- fail (printf "secret-proxy: native sidecars need Kubernetes 1.29 or later and this cluster is %s; set secretProxy.nativeSidecar=false to run the sidecar as a regular container" .context.Capabilities.KubeVersion.Version) -}}
 {{- end -}}
 {{- $ca := dig "clientAuth" dict $v -}}
+{{- if and (dig "debugLoopbackPort" 0 $v) (dig "allowedUIDs" list $ca) (not (dig "existingSecret" "" $ca)) -}}
+{{- fail "secret-proxy: secretProxy.clientAuth.allowedUIDs checks callers on the unix socket only, and debugLoopbackPort opens 127.0.0.1 to every container of the pod without that check: set secretProxy.clientAuth.existingSecret (a bearer token every caller must send), or debugLoopbackPort: 0" -}}
+{{- end -}}
 {{- if and (dig "existingSecret" "" $ca) (not (dig "key" "token" $ca)) -}}
 {{- fail "secret-proxy: secretProxy.clientAuth.key must name the key of clientAuth.existingSecret that holds the token" -}}
 {{- end -}}

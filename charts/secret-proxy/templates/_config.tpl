@@ -43,6 +43,9 @@ clientAuth:
 log:
   level: {{ dig "log" "level" "info" $v }}
   format: {{ dig "log" "format" "json" $v }}
+accessTokens:
+  scopes: {{ dig "accessTokens" "scopes" list $v | toJson }}
+  refreshBefore: {{ dig "accessTokens" "refreshBefore" "5m" $v | quote }}
 {{- end -}}
 
 {{/* secret-proxy.socketPath: where the gRPC unix socket lives, for the application's --sidecar flag. */}}
@@ -93,8 +96,42 @@ helm.sh/chart: {{ printf "%s-%s" .context.Chart.Name .context.Chart.Version | re
 
 {{/*
 secret-proxy.podAnnotations: a checksum of the configuration, so that changing the declared
-secrets or settings rolls the pods (the sidecar reads its file once at start).
+secrets or settings rolls the pods (the sidecar reads its file once at start), and, where the
+Workload Identity webhook mutates the pod, azure.workload.identity/skip-containers.
+
+The webhook projects the federated token and the AZURE_* variables into every container and
+init container of a labelled pod that this annotation does not name: without it the
+application could get a Key Vault token itself. The argument's "containers" key lists every
+other container of the pod (regular and init), as names or as container objects, e.g.
+(merge (dict "containers" (list "app")) $sp) or the parsed list the pod renders; it is
+required in workload identity mode, so a chart that forgets it fails to render instead of
+handing out the token.
 */}}
 {{- define "secret-proxy.podAnnotations" -}}
 checksum/secret-proxy-config: {{ include "secret-proxy.config" . | sha256sum | quote }}
+{{- with include "secret-proxy.skipContainers" . }}
+azure.workload.identity/skip-containers: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* secret-proxy.skipContainers: the semicolon-separated names the webhook must leave alone, or "" without the webhook. */}}
+{{- define "secret-proxy.skipContainers" -}}
+{{- if include "secret-proxy.podLabels" . -}}
+{{- if not (hasKey . "containers") -}}
+{{- fail "secret-proxy: secret-proxy.podAnnotations needs the pod's other containers so that the Workload Identity webhook keeps the Key Vault token out of them: pass (merge (dict \"containers\" (list \"app\")) $sp) naming every container and init container except secret-proxy" -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $i, $c := .containers -}}
+{{- $n := "" -}}
+{{- if kindIs "string" $c -}}{{- $n = $c -}}{{- else if kindIs "map" $c -}}{{- $n = dig "name" "" $c -}}{{- end -}}
+{{- if not $n -}}
+{{- fail (printf "secret-proxy: containers[%d] passed to secret-proxy.podAnnotations has no name; pass container names or container objects" $i) -}}
+{{- end -}}
+{{- if ne $n "secret-proxy" -}}{{- $names = append $names $n -}}{{- end -}}
+{{- end -}}
+{{- if not $names -}}
+{{- fail "secret-proxy: secret-proxy.podAnnotations got no container besides secret-proxy in \"containers\"; name the application's containers" -}}
+{{- end -}}
+{{- $names | uniq | join ";" -}}
+{{- end -}}
 {{- end -}}

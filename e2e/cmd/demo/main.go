@@ -5,7 +5,11 @@
 // sidecar.
 //
 //	demo run    [--bin bin] [--dir .demo] [--app-listen 127.0.0.1:8080] [--ops-listen 127.0.0.1:9090]
+//	            [--grpc-listen 127.0.0.1:50051] [--clients 200] [--orders 50] [--reseed]
 //	demo rotate [--dir .demo]   (sets a new version of the database password in the emulator)
+//
+// The sqlite database in --dir is kept between runs: --clients and --orders
+// seed a new one only; --reseed replaces an existing one.
 package main
 
 import (
@@ -27,6 +31,7 @@ import (
 	"time"
 
 	"github.com/secretproxy/secretproxy/e2e/pod"
+	"github.com/secretproxy/secretproxy/proto/client"
 )
 
 func main() {
@@ -63,11 +68,34 @@ type runFlags struct {
 	bin, dir                      string
 	appListen, opsListen, grpcTCP string
 	clients, orders               int
+	dbAuth                        string
+	reseed                        bool
+	// sizeFlags are --clients and --orders as given on the command line
+	// (empty when left at their defaults), to say that a kept database ignores them.
+	sizeFlags []string
 }
 
+// sqlScope is the scope orderapp asks for with --db-auth entra and sqlite
+// (sqlite stands in for Azure SQL).
+const sqlScope = "https://database.windows.net/.default"
+
 func parseRun(args []string) (runFlags, error) {
-	fs := flag.NewFlagSet("demo run", flag.ContinueOnError)
 	var f runFlags
+	fs := runFlagSet(&f)
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "clients" || fl.Name == "orders" {
+			f.sizeFlags = append(f.sizeFlags, "--"+fl.Name+" "+fl.Value.String())
+		}
+	})
+	return f, checkRun(f)
+}
+
+// runFlagSet defines the flags of `demo run` into f; the README lists each one.
+func runFlagSet(f *runFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("demo run", flag.ContinueOnError)
 	fs.StringVar(&f.bin, "bin", "bin", "directory holding secret-proxy, kv-emulator and orderapp")
 	fs.StringVar(&f.dir, "dir", ".demo", "working directory for the demo's files (database, socket, logs)")
 	fs.StringVar(&f.appListen, "app-listen", "127.0.0.1:8080", "order API address")
@@ -75,22 +103,29 @@ func parseRun(args []string) (runFlags, error) {
 	fs.StringVar(&f.grpcTCP, "grpc-listen", "127.0.0.1:50051", "sidecar gRPC on TCP, for grpcurl (the app uses the unix socket)")
 	fs.IntVar(&f.clients, "clients", 200, "clients to seed")
 	fs.IntVar(&f.orders, "orders", 50, "orders per client to seed")
-	if err := fs.Parse(args); err != nil {
-		return f, err
-	}
+	fs.StringVar(&f.dbAuth, "db-auth", "password", "orderapp's --db-auth: password, or entra (passwordless: the sidecar hands out Entra access tokens; sqlite has no login, so the token is fetched and not used)")
+	fs.BoolVar(&f.reseed, "reseed", false, "replace the demo database left by an earlier run with a new one seeded with --clients and --orders")
+	return fs
+}
+
+// checkRun refuses addresses that are not loopback and sizes out of range.
+func checkRun(f runFlags) error {
 	for name, addr := range map[string]string{"--app-listen": f.appListen, "--ops-listen": f.opsListen, "--grpc-listen": f.grpcTCP} {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
-			return f, fmt.Errorf("%s %q: want host:port", name, addr)
+			return fmt.Errorf("%s %q: want host:port", name, addr)
 		}
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return f, fmt.Errorf("%s %q: the demo listens on loopback only", name, addr)
+			return fmt.Errorf("%s %q: the demo listens on loopback only", name, addr)
 		}
 	}
-	if f.clients < 1 || f.clients > 100000 || f.orders < 1 || f.orders > 1000 {
-		return f, errors.New("--clients wants 1..100000 and --orders 1..1000")
+	if f.dbAuth != "password" && f.dbAuth != "entra" {
+		return fmt.Errorf("--db-auth %q: want password or entra", f.dbAuth)
 	}
-	return f, nil
+	if f.clients < 1 || f.clients > 100000 || f.orders < 1 || f.orders > 1000 {
+		return errors.New("--clients wants 1..100000 and --orders 1..1000")
+	}
+	return nil
 }
 
 func runDemo(ctx context.Context, args []string, out io.Writer) error {
@@ -142,6 +177,19 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		Interval: 15 * time.Second, MinInterval: 2 * time.Second,
 		LogFormat: "text",
 	}
+	if f.dbAuth == "entra" {
+		// Passwordless: no password secret is declared; the app gets
+		// access tokens of Azure SQL's scope instead.
+		cfg.Secrets = nil
+		for _, s := range pod.DatabaseSecrets {
+			if s.Name != "db-password" {
+				cfg.Secrets = append(cfg.Secrets, s)
+			}
+		}
+		cfg.AccessTokenScopes = []string{sqlScope}
+		fmt.Fprintln(out, "passwordless (--db-auth entra): the sidecar declares no password and hands orderapp Entra access tokens for "+sqlScope+".\n"+
+			"  sqlite has no login: orderapp fetches a token for every new connection through the sidecar and does not use it; against Azure SQL it logs in with it.")
+	}
 	if err := cfg.WriteFile(cfgFile); err != nil {
 		return err
 	}
@@ -158,8 +206,12 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
-	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite"}
-	if _, err := os.Stat(dbFile); errors.Is(err, os.ErrNotExist) {
+	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite", "--db-auth", f.dbAuth}
+	seed, err := prepareDatabase(dbFile, f, out)
+	if err != nil {
+		return err
+	}
+	if seed {
 		fmt.Fprintf(out, "creating the sqlite database %s: migrate, then seed %d clients x %d orders\n", dbFile, f.clients, f.orders)
 		for _, sub := range [][]string{
 			{"migrate"},
@@ -187,6 +239,11 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
+	if f.dbAuth == "entra" {
+		if err := showToken(ctx, socket, out); err != nil {
+			return err
+		}
+	}
 	st := state{VaultURL: emu.VaultURL, CAFile: emu.CAFile, AppURL: "http://" + f.appListen, OpsURL: "http://" + f.opsListen}
 	raw, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o600); err != nil {
@@ -202,9 +259,10 @@ demo ready
 Try:
   curl -s '%[1]s/api/v1/clients/1/orders?limit=5'
   curl -s %[2]s/metrics | grep '^secretproxy_'
+  make demo-grpc DEMO_GRPC=%[6]s   # grpcurl ListSecrets and GetSecret on the sidecar's gRPC API
   make demo-rotate     # a new version of the database password; the app swaps its pool without a restart
-Ctrl-C stops everything.
-`, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP)
+%[7]sCtrl-C stops everything.
+`, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP, entraHint(f, st.OpsURL))
 
 	var exited *pod.Process
 	select {
@@ -227,6 +285,64 @@ Ctrl-C stops everything.
 	}
 	fmt.Fprintln(out, "\nstopping the demo")
 	return nil
+}
+
+// showToken asks the sidecar for a token as orderapp does, and prints its
+// expiry (never the token).
+func showToken(ctx context.Context, socket string, out io.Writer) error {
+	c, err := client.Dial("unix://" + socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tok, err := c.AccessToken(cctx, sqlScope)
+	if err != nil {
+		return fmt.Errorf("GetAccessToken through the sidecar: %w", err)
+	}
+	fmt.Fprintf(out, "GetAccessToken(%s) through the sidecar: a %d-character token, expires %s (the value is never printed)\n",
+		sqlScope, len(tok.Token), tok.Expires.Format(time.RFC3339))
+	return nil
+}
+
+// entraHint is what to try in the passwordless demo.
+func entraHint(f runFlags, opsURL string) string {
+	if f.dbAuth != "entra" {
+		return ""
+	}
+	return fmt.Sprintf(`Passwordless (--db-auth entra; sqlite has no login, the tokens are fetched and not used):
+  curl -s %[1]s/metrics | grep '^secretproxy_access_token'
+  (make demo-rotate changes the password secret, which this mode does not read)
+`, opsURL)
+}
+
+// prepareDatabase decides what happens to the demo's sqlite file: a new one
+// is seeded (true); an existing one is kept and the demo says so, with the
+// size flags it ignores and how to reseed; --reseed removes it (and its WAL
+// files) first so that a new one is seeded.
+func prepareDatabase(dbFile string, f runFlags, out io.Writer) (bool, error) {
+	if f.reseed {
+		for _, p := range []string{dbFile, dbFile + "-wal", dbFile + "-shm"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return false, fmt.Errorf("--reseed: %w", err)
+			}
+		}
+	}
+	_, err := os.Stat(dbFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	ignored := ""
+	if len(f.sizeFlags) > 0 {
+		ignored = "; " + strings.Join(f.sizeFlags, " and ") + " ignored"
+	}
+	fmt.Fprintf(out, "keeping the demo database %s from an earlier run (its data as seeded then%s);\n"+
+		"  to seed a new one: make demo DEMO_FLAGS=\"--reseed --clients N --orders M\" (or make clean)\n", dbFile, ignored)
+	return false, nil
 }
 
 // stopWhenOrphaned ends the demo when its parent (make) goes away: `make`

@@ -6,6 +6,7 @@
 //	orderapp migrate [common flags]
 //	orderapp seed    [common flags] --clients N --orders-per-client M [--seed S]
 //	orderapp export  [common flags] --client ID [--from YYYY-MM-DD] [--to YYYY-MM-DD] --format csv|json
+//	orderapp check   --url URL --client ID [--sidecar-ops HOST:PORT --secret NAME ...] [--timeout D]
 package main
 
 import (
@@ -22,7 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/secretproxy/secretproxy/proto/client"
+
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
+	"github.com/secretproxy/secretproxy/orderapp/internal/check"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 	"github.com/secretproxy/secretproxy/orderapp/internal/export"
 	"github.com/secretproxy/secretproxy/orderapp/internal/orders"
@@ -30,9 +34,10 @@ import (
 	"github.com/secretproxy/secretproxy/orderapp/internal/seed"
 )
 
-const usage = `usage: orderapp <serve|migrate|seed|export> [flags]
+const usage = `usage: orderapp <serve|migrate|seed|export|check> [flags]
 
-Credentials come only from the secret-proxy sidecar (--sidecar). Run
+Credentials come only from the secret-proxy sidecar (--sidecar). "check"
+verifies a deployment from outside (the chart's helm test) and needs none. Run
 "orderapp <command> -h" for a command's flags.
 `
 
@@ -52,6 +57,7 @@ func main() {
 // common are the flags every subcommand takes.
 type common struct {
 	sidecar, tokenFile, driver string
+	dbAuth, tokenScope         string
 	names                      secrets.Names
 	logLevel, logFormat        string
 	timeout                    time.Duration
@@ -61,6 +67,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.sidecar, "sidecar", "127.0.0.1:50051", "the sidecar's gRPC address: unix:///path/grpc.sock or host:port")
 	fs.StringVar(&c.tokenFile, "sidecar-token-file", "", "file holding the sidecar's bearer token (optional)")
 	fs.StringVar(&c.driver, "db-driver", "sqlserver", "database driver: sqlserver, postgres or sqlite (sqlite has no login)")
+	fs.StringVar(&c.dbAuth, "db-auth", app.AuthPassword, "database login: password (db-user and db-password from the sidecar) or entra (an access token of the pod's identity from the sidecar per connection; no password secret)")
+	fs.StringVar(&c.tokenScope, "db-token-scope", "", "with --db-auth entra: the token scope (default: the driver's, "+client.ScopeAzureSQL+" or for postgres "+client.ScopeAzurePostgres+")")
 	d := secrets.DefaultNames()
 	fs.StringVar(&c.names.Server, "secret-server", d.Server, "sidecar secret holding the database server (host or host:port)")
 	fs.StringVar(&c.names.User, "secret-user", d.User, "sidecar secret holding the database user")
@@ -90,7 +98,8 @@ func (c *common) config(stderr io.Writer) (app.Config, error) {
 	if err != nil {
 		return app.Config{}, fmt.Errorf("--db-driver: %w", err)
 	}
-	cfg := app.Config{Sidecar: c.sidecar, SidecarTokenFile: c.tokenFile, Driver: d, Names: c.names, Logger: slog.New(h)}
+	cfg := app.Config{Sidecar: c.sidecar, SidecarTokenFile: c.tokenFile, Driver: d, Names: c.names,
+		DBAuth: c.dbAuth, TokenScope: c.tokenScope, Logger: slog.New(h)}
 	return cfg, cfg.Validate()
 }
 
@@ -102,6 +111,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("orderapp "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if cmd == "check" {
+		// No database and no sidecar socket: check talks HTTP to the Service
+		// and to the sidecars' ops ports, so it takes none of the common flags.
+		return runCheck(ctx, fs, args, stdout)
+	}
 	var c common
 	c.register(fs)
 	switch cmd {
@@ -160,7 +174,63 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
+// EnvPrefix names the environment variables that set flags: ORDERAPP_DB_AUTH
+// sets --db-auth. A flag on the command line wins over its variable.
+const EnvPrefix = "ORDERAPP_"
+
+// envName is the variable of a flag: --db-auth is ORDERAPP_DB_AUTH.
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag whose variable is set and not empty.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// runCheck is `orderapp check`, the chart's helm test (charts/orderapp/templates/tests).
+func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	var cfg check.Config
+	var secretList stringList
+	fs.StringVar(&cfg.AppURL, "url", "", "the application's base URL through its Service, e.g. http://orders-orderapp.shop.svc:80 (required)")
+	fs.Int64Var(&cfg.ClientID, "client", 1, "a client whose orders must be served")
+	fs.StringVar(&cfg.SidecarOps, "sidecar-ops", "", "host:port resolving to every pod's sidecar ops listener (a headless Service); empty skips the sidecar check")
+	fs.Var(&secretList, "secret", "a declared secret every sidecar must have loaded and not stale (repeat the flag)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "how long to retry before failing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg.Secrets = secretList
+	cfg.Out = stdout
+	if err := check.Run(ctx, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "check passed")
+	return nil
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
 func parse(fs *flag.FlagSet, args []string) error {
+	if err := applyEnv(fs, os.Getenv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

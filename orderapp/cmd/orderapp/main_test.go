@@ -6,10 +6,14 @@ import (
 	"encoding/csv"
 	"errors"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -121,6 +125,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"export", "--client", "1", "--format", "csv", "--to", "0001-01-01"}, "--to must be a date"},
 		{[]string{"migrate", "extra"}, "unexpected arguments"},
 		{[]string{"migrate", "--log-level", "loud"}, "--log-level"},
+		{[]string{"migrate", "--db-auth", "kerberos"}, `--db-auth "kerberos": use password or entra`},
+		{[]string{"migrate", "--db-token-scope", "https://database.windows.net/.default"}, "--db-token-scope is for --db-auth entra only"},
+		{[]string{"migrate", "--db-auth", "entra", "--db-token-scope", "https://database.windows.net/"}, "want a scope ending in /.default"},
+		{[]string{"check"}, "--url must be the application's base URL"},
+		{[]string{"check", "--url", "http://orders:80", "--client", "0", "--sidecar-ops", "ops"}, "--client must be a positive client id; --sidecar-ops must be host:port"},
+		{[]string{"check", "--sidecar", "unix:///x"}, "flag provided but not defined: -sidecar"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -177,6 +187,8 @@ func TestFlagDefaults(t *testing.T) {
 		"sidecar":            "127.0.0.1:50051",
 		"sidecar-token-file": "",
 		"db-driver":          "sqlserver",
+		"db-auth":            "password",
+		"db-token-scope":     "",
 		"secret-server":      "db-server",
 		"secret-user":        "db-user",
 		"secret-password":    "db-password",
@@ -204,6 +216,8 @@ func TestFlagDefaults(t *testing.T) {
 		{"seed", with(map[string]string{"clients": "100", "orders-per-client": "20", "seed": "1"})},
 		// --client and --format are required: no default.
 		{"export", with(map[string]string{"client": "", "from": "", "to": "", "format": ""})},
+		// check takes none of the common flags: no database, no sidecar socket.
+		{"check", map[string]string{"url": "", "client": "1", "sidecar-ops": "", "secret": "", "timeout": "2m0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cmd, func(t *testing.T) {
@@ -211,5 +225,58 @@ func TestFlagDefaults(t *testing.T) {
 				t.Errorf("flags of orderapp %s (-want +got):\n%s", tt.cmd, diff)
 			}
 		})
+	}
+}
+
+// TestEnvironmentSetsFlags: ORDERAPP_<FLAG> sets a flag; the command line wins.
+func TestEnvironmentSetsFlags(t *testing.T) {
+	t.Setenv("ORDERAPP_DB_AUTH", "kerberos")
+	if _, _, err := runCmd(t, "migrate"); err == nil || !strings.Contains(err.Error(), `--db-auth "kerberos"`) {
+		t.Errorf("with ORDERAPP_DB_AUTH=kerberos: %v, want the --db-auth error", err)
+	}
+	_, _, err := runCmd(t, "migrate", "--db-auth", "entra", "--secret-name", "")
+	if err == nil || strings.Contains(err.Error(), "--db-auth") || !strings.Contains(err.Error(), "--secret-name") {
+		t.Errorf("with --db-auth entra on the command line: %v, want only the --secret-name error", err)
+	}
+}
+
+// TestCommandsEntraSQLite: --db-auth entra with sqlite (no login) still asks
+// the sidecar for a token per connection, of Azure SQL's scope, and needs no
+// password secret (the fake sidecar has none).
+func TestCommandsEntraSQLite(t *testing.T) {
+	dbFile := filepath.Join(t.TempDir(), "orders.db")
+	sc := sidecartest.Start(t, map[string]string{"db-server": "localhost", "db-name": dbFile})
+	sc.SetToken("https://database.windows.net/.default", "test-token-demo", time.Now().Add(time.Hour))
+	_, stderr, err := runCmd(t, "migrate", "--sidecar", sc.Target(), "--db-driver", "sqlite", "--db-auth", "entra", "--log-format", "text")
+	if err != nil {
+		t.Fatalf("migrate: %v\n%s", err, stderr)
+	}
+	if n := sc.TokenCalls("https://database.windows.net/.default"); n < 1 {
+		t.Errorf("token requests = %d, want at least one", n)
+	}
+	if !strings.Contains(stderr, "sqlite has no login") || strings.Contains(stderr, "test-token-demo") {
+		t.Errorf("log should say sqlite has no login and never show the token:\n%s", stderr)
+	}
+}
+
+// TestCheckCommand runs `orderapp check` against an HTTP server answering like
+// the application behind its Service (the sidecar part is covered in
+// internal/check, which resolves a headless Service).
+func TestCheckCommand(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, `{"status":"ready"}`) })
+	mux.HandleFunc("GET /api/v1/clients/3/orders", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"orders":[{"orderId":30,"clientId":3}]}`)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	stdout, _, err := runCmd(t, "check", "--url", srv.URL, "--client", "3", "--timeout", "30s")
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	for _, want := range []string{"ok: application ready", "ok: client orders served", "1 orders", "check passed"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
 	}
 }

@@ -38,12 +38,34 @@ type Config struct {
 	SidecarTokenFile string // optional bearer token for the sidecar
 	Driver           dialect.Dialect
 	Names            secrets.Names
-	Logger           *slog.Logger
+	// DBAuth is how the application logs in: AuthPassword (the four
+	// secrets) or AuthEntra (an access token from the sidecar per connection).
+	DBAuth string
+	// TokenScope is the scope of the database's access tokens; "" takes the
+	// driver's (DefaultTokenScope).
+	TokenScope string
+	Logger     *slog.Logger
 	// SidecarBackoff bounds the watch's reconnect delay (zero: the client's default).
 	SidecarBackoffMin, SidecarBackoffMax time.Duration
 	// DBRetry bounds the wait between attempts of a credential set the
 	// database refused or could not be reached with (zero: dbconn.DefaultBackoff).
 	DBRetry dbconn.Backoff
+}
+
+// Database login modes (--db-auth).
+const (
+	AuthPassword = "password"
+	AuthEntra    = "entra"
+)
+
+// DefaultTokenScope is the Entra scope of a driver's database: Azure
+// Database for PostgreSQL's for postgres, Azure SQL's otherwise (sqlite
+// stands in for Azure SQL in the demo).
+func DefaultTokenScope(d dialect.Dialect) string {
+	if d == dialect.Postgres {
+		return client.ScopeAzurePostgres
+	}
+	return client.ScopeAzureSQL
 }
 
 // Validate reports every problem at once.
@@ -57,6 +79,18 @@ func (c Config) Validate() error {
 	}
 	if err := c.Names.Validate(); err != nil {
 		probs = append(probs, err.Error())
+	}
+	switch c.DBAuth {
+	case "", AuthPassword:
+		if c.TokenScope != "" {
+			probs = append(probs, "--db-token-scope is for --db-auth entra only")
+		}
+	case AuthEntra:
+		if s := c.TokenScope; s != "" && (!strings.HasSuffix(s, "/.default") || strings.ContainsAny(s, " \t\r\n") || len(s) > 256) {
+			probs = append(probs, fmt.Sprintf("--db-token-scope %q: want a scope ending in /.default, e.g. %s", s, client.ScopeAzureSQL))
+		}
+	default:
+		probs = append(probs, fmt.Sprintf("--db-auth %q: use password or entra", c.DBAuth))
 	}
 	if len(probs) > 0 {
 		return errors.New(strings.Join(probs, "; "))
@@ -99,7 +133,25 @@ func New(cfg Config) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w := secrets.NewWatcher(c, cfg.Names, cfg.Logger)
-	m, err := dbconn.NewManager(cfg.Driver, dbconn.Options{Logger: cfg.Logger, Registerer: reg, Refresh: w.Refresh})
+	mo := dbconn.Options{Logger: cfg.Logger, Registerer: reg, Refresh: w.Refresh}
+	if cfg.DBAuth == AuthEntra {
+		scope := cfg.TokenScope
+		if scope == "" {
+			scope = DefaultTokenScope(cfg.Driver)
+		}
+		// No password secret is declared or read: the sidecar's
+		// identity logs in, with a token fetched per new connection.
+		w = secrets.NewWatcherOf(c, cfg.Names, cfg.Names.Entra(cfg.Driver == dialect.Postgres), cfg.Logger)
+		mo.Refresh = w.Refresh
+		mo.Tokens = func(ctx context.Context) (dbconn.Token, error) {
+			t, err := c.AccessToken(ctx, scope)
+			return dbconn.Token{Value: t.Token, Expires: t.Expires}, err
+		}
+		if cfg.Driver == dialect.SQLite {
+			cfg.Logger.Info("sqlite has no login: --db-auth entra fetches an access token from the sidecar for every new connection and does not use it", "scope", scope)
+		}
+	}
+	m, err := dbconn.NewManager(cfg.Driver, mo)
 	if err != nil {
 		c.Close()
 		return nil, err

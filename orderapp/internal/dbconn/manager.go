@@ -52,6 +52,10 @@ type Options struct {
 	Refresh func(context.Context) (secrets.Credentials, error)
 	// Open opens a pool; tests replace it. Default: sql.Open.
 	Open func(driverName, dsn string) (*sql.DB, error)
+	// Tokens, when set, switches to passwordless logins (--db-auth entra):
+	// every new connection logs in with an access token from it, and no
+	// password is used. Open is then not used.
+	Tokens TokenSource
 }
 
 // pool is one generation of connections. inflight counts the calls using it,
@@ -195,19 +199,33 @@ func (m *Manager) retire(old *pool) {
 }
 
 func (m *Manager) open(ctx context.Context, creds secrets.Credentials) (*pool, error) {
-	dsn, err := DSN(m.d, creds)
-	if err != nil {
-		return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
-	}
-	db, err := m.opt.Open(m.d.DriverName(), dsn)
-	if err != nil {
-		return nil, redact(fmt.Errorf("open database: %w", err), creds)
-	}
 	ps := m.opt.Pool
+	var db *sql.DB
+	if m.opt.Tokens != nil {
+		dsn, err := EntraDSN(m.d, creds)
+		if err != nil {
+			return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
+		}
+		conn, err := NewEntraConnector(m.d, dsn, m.opt.Tokens)
+		if err != nil {
+			return nil, redact(fmt.Errorf("open database: %w", err), creds)
+		}
+		db = sql.OpenDB(conn)
+		// Never keep a connection past its token's expiry.
+		conn.(*entraConnector).bind(db, ps.MaxLifetime)
+	} else {
+		dsn, err := DSN(m.d, creds)
+		if err != nil {
+			return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
+		}
+		if db, err = m.opt.Open(m.d.DriverName(), dsn); err != nil {
+			return nil, redact(fmt.Errorf("open database: %w", err), creds)
+		}
+		db.SetConnMaxLifetime(ps.MaxLifetime)
+	}
 	db.SetMaxOpenConns(ps.MaxOpen)
 	db.SetMaxIdleConns(ps.MaxIdle)
 	db.SetConnMaxIdleTime(ps.MaxIdleTime)
-	db.SetConnMaxLifetime(ps.MaxLifetime)
 	pctx, cancel := context.WithTimeout(ctx, ps.PingTimeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
@@ -245,7 +263,9 @@ func (m *Manager) Do(ctx context.Context, fn func(*sql.DB) error) error {
 	if err == nil {
 		return nil
 	}
-	if !IsLoginFailure(err) {
+	if !IsLoginFailure(err) || m.opt.Tokens != nil {
+		// With access tokens, the connector has already asked for a new
+		// token and retried the login once; there is no password to refresh.
 		return redactFor(err, p)
 	}
 	m.log.WarnContext(ctx, "database login failed; refreshing the credentials from the sidecar", "credentials", p.creds)

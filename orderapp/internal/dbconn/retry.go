@@ -215,8 +215,11 @@ func (m *Manager) applyRetrying(ctx context.Context, c secrets.Credentials, b Ba
 	delay := b.Min
 	for {
 		err := m.Apply(ctx, c)
-		if err == nil || ctx.Err() != nil {
-			return err
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return errors.Join(err, ctx.Err())
 		}
 		wait := jittered(delay)
 		m.wait.scheduled(time.Now().Add(wait))

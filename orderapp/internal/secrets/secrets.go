@@ -35,6 +35,17 @@ func (n Names) All() []string {
 	return []string{n.Server, n.User, n.Password, n.Database}
 }
 
+// Entra lists the secrets a passwordless login (--db-auth entra) needs: the
+// server and the database and, when the login names a user (PostgreSQL maps
+// the role to the identity; Azure SQL takes the identity from the token), the
+// user. No password secret is declared or read.
+func (n Names) Entra(withUser bool) []string {
+	if withUser {
+		return []string{n.Server, n.User, n.Database}
+	}
+	return []string{n.Server, n.Database}
+}
+
 // Validate reports every empty or repeated name.
 func (n Names) Validate() error {
 	var probs []string
@@ -104,7 +115,13 @@ type Watcher struct {
 
 // NewWatcher watches the four credential secrets.
 func NewWatcher(src Source, names Names, logger *slog.Logger) *Watcher {
-	return &Watcher{src: src, names: names, need: names.All(), logger: logger, cur: map[string]*secretproxyv1.Secret{}}
+	return NewWatcherOf(src, names, names.All(), logger)
+}
+
+// NewWatcherOf watches only the secrets in need (a subset of names); the
+// fields of Credentials whose secret is not watched stay empty.
+func NewWatcherOf(src Source, names Names, need []string, logger *slog.Logger) *Watcher {
+	return &Watcher{src: src, names: names, need: need, logger: logger, cur: map[string]*secretproxyv1.Secret{}}
 }
 
 // merge records the secrets of one message (a snapshot replaces everything)
@@ -128,6 +145,9 @@ func (w *Watcher) merge(initial bool, ss []*secretproxyv1.Secret) (Credentials, 
 		return Credentials{}, fmt.Errorf("the sidecar did not send %s: declare them in its configuration and in the vault", strings.Join(missing, ", "))
 	}
 	get := func(n string) string {
+		if !contains(w.need, n) {
+			return "" // not watched: a stale entry must not leak in
+		}
 		if s := w.cur[n]; s != nil {
 			return s.GetValue()
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clientauth"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
@@ -65,6 +66,7 @@ type App struct {
 	unix     net.Listener
 	opsLis   net.Listener
 	ops      *http.Server
+	bearer   *clientauth.Tokens // nil without clientAuth.tokenFile
 	draining atomic.Bool
 	start    time.Time
 }
@@ -117,15 +119,10 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	a = &App{cfg: cfg, o: o, log: log, reg: reg, start: time.Now()}
 	m := metrics.New(reg, cfg.DeclaredNames(), o.Version)
 
-	var token string
 	if cfg.ClientAuth.TokenFile != "" {
-		b, err := os.ReadFile(cfg.ClientAuth.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("read clientAuth.tokenFile: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return nil, fmt.Errorf("clientAuth.tokenFile %s is empty: put the bearer token callers must send in it", cfg.ClientAuth.TokenFile)
+		// Followed for rotation: Kubernetes swaps a mounted Secret in place.
+		if a.bearer, err = clientauth.New(cfg.ClientAuth.TokenFile, clientauth.Options{Logger: log}); err != nil {
+			return nil, err
 		}
 	}
 
@@ -145,8 +142,12 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
 		Clock: o.Clock, Metrics: m, Logger: log, Reason: keyvault.TokenFailureReason,
 	})
-	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{
-		Cache: a.cache, Tokens: a.tokens, Metrics: m, Logger: log, Token: token,
+	var auth interface{ Allow(string) bool }
+	if a.bearer != nil {
+		auth = a.bearer
+	}
+	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{Auth: auth,
+		Cache: a.cache, Tokens: a.tokens, Metrics: m, Logger: log,
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
 	})
 	a.ops = &http.Server{
@@ -309,6 +310,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	stopping := make(chan struct{})
 	g.Go(func() error { a.watchReadiness(stopping); return nil })
+	if a.bearer != nil {
+		g.Go(func() error { a.bearer.Run(stopping); return nil })
+	}
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():

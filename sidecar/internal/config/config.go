@@ -294,14 +294,12 @@ func (c *Config) Validate() error {
 	switch {
 	case r.MaxStale.D() < 0:
 		add("refresh.maxStale", "must be 0 (serve stale for ever) or positive, got %s", r.MaxStale.D())
-	case r.MaxStale.D() > 0 && r.Jitter >= 0 && r.Jitter < 1:
+	case r.MaxStale.D() > 0 && r.MaxStale.D() <= r.Interval.D():
 		// A value is stale only after a refresh failed, and the refresh
-		// comes up to interval x (1 + jitter) after the last success: a
-		// maxStale within that serves nothing stale at all, and every vault
-		// hiccup makes the pod unready at once.
-		if longest := time.Duration(float64(r.Interval.D()) * (1 + r.Jitter)); r.MaxStale.D() <= longest {
-			add("refresh.maxStale", "%s leaves no stale window: it must exceed refresh.interval x (1 + jitter) = %s, or be 0 (serve stale for ever)", r.MaxStale.D(), longest)
-		}
+		// comes up to one interval after the last success (jitter only
+		// shortens it): a maxStale within that serves nothing stale at all,
+		// and every vault hiccup makes the pod unready at once.
+		add("refresh.maxStale", "%s leaves no stale window: it must exceed refresh.interval (%s), or be 0 (serve stale for ever)", r.MaxStale.D(), r.Interval.D())
 	}
 
 	l := c.Listen

@@ -52,7 +52,7 @@ func loadedCache(tb testing.TB, m *metrics.Metrics, names ...string) *cache.Cach
 func newInterceptors(m *metrics.Metrics, token string) *interceptors {
 	ic := &interceptors{m: m, log: slog.New(slog.NewJSONHandler(discard{}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	if token != "" {
-		ic.wantAuth = []byte("Bearer " + token)
+		ic.auth = staticToken("Bearer " + token)
 	}
 	return ic
 }

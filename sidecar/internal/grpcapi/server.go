@@ -39,6 +39,11 @@ type ServerOptions struct {
 	Logger  *slog.Logger
 	// Token, when not empty, is the bearer token every caller must send.
 	Token string
+	// Auth, when set, decides on the bearer token instead of Token: it is
+	// given the whole authorization header value ("Bearer <token>").
+	Auth interface {
+		Allow(authorization string) bool
+	}
 	// AllowedUIDs, when not empty, are the only peer uids accepted on the unix socket.
 	AllowedUIDs []int
 	// Reflection turns on gRPC server reflection.
@@ -60,9 +65,9 @@ func NewServer(o ServerOptions) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	ic := &interceptors{m: o.Metrics, log: o.Logger, allowedUIDs: o.AllowedUIDs}
-	if o.Token != "" {
-		ic.wantAuth = []byte("Bearer " + o.Token)
+	ic := &interceptors{m: o.Metrics, log: o.Logger, allowedUIDs: o.AllowedUIDs, auth: o.Auth}
+	if ic.auth == nil && o.Token != "" {
+		ic.auth = staticToken([]byte("Bearer " + o.Token))
 	}
 	s := grpc.NewServer(
 		grpc.Creds(PeerCredentials()),
@@ -120,10 +125,19 @@ func (s *Server) SetReady(ready bool) {
 }
 
 type interceptors struct {
-	m           *metrics.Metrics
-	log         *slog.Logger
-	wantAuth    []byte
+	m    *metrics.Metrics
+	log  *slog.Logger
+	auth interface {
+		Allow(authorization string) bool
+	}
 	allowedUIDs []int
+}
+
+// staticToken accepts one bearer token.
+type staticToken []byte
+
+func (s staticToken) Allow(authorization string) bool {
+	return subtle.ConstantTimeCompare([]byte(authorization), s) == 1
 }
 
 func (ic *interceptors) recovered(method string) error {
@@ -210,14 +224,14 @@ func (ic *interceptors) authorize(ctx context.Context, method string) error {
 			}
 		}
 	}
-	if ic.wantAuth == nil {
+	if ic.auth == nil {
 		return nil
 	}
 	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) != 1 {
 		return status.Error(codes.Unauthenticated, `missing bearer token: send "authorization: Bearer <token>" with the token from the sidecar's clientAuth.tokenFile`)
 	}
-	if subtle.ConstantTimeCompare([]byte(vals[0]), ic.wantAuth) != 1 {
+	if !ic.auth.Allow(vals[0]) {
 		return status.Error(codes.Unauthenticated, "wrong bearer token: use the token from the sidecar's clientAuth.tokenFile")
 	}
 	return nil

@@ -13,10 +13,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	spclient "github.com/secretproxy/secretproxy/proto/client"
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/clientauth/kubeletvolume"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 )
 
@@ -115,4 +117,48 @@ func watchHandled(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestBearerTokenRotation rotates clientAuth.tokenFile the way the kubelet
+// updates a mounted Secret (an atomic swap of the "..data" symlink) while the
+// sidecar runs: a caller with the new token is served at once, one still
+// holding the previous token is served during the overlap, and the project's
+// client, which reads the same file on each call, never fails.
+func TestBearerTokenRotation(t *testing.T) {
+	e := startEmulator(t, map[string]string{"a": "test-value-a"})
+	cfg := baseConfig(e, config.Secret{Name: "a"})
+	path, swap := kubeletvolume.New(t, "test-token-1\n")
+	cfg.ClientAuth.TokenFile = path
+	v := startApp(t, e, cfg)
+	waitReady(t, v)
+	raw := client(t, v)
+	get := func(token string) error {
+		ctx := metadata.AppendToOutgoingContext(callCtx(t), "authorization", "Bearer "+token)
+		_, err := raw.GetSecret(ctx, &secretproxyv1.GetSecretRequest{Name: "a"})
+		return err
+	}
+	app, err := spclient.Dial(v.a.GRPCAddr(), spclient.WithTokenFile(path), spclient.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if _, err := app.Get(callCtx(t), "a"); err != nil {
+		t.Fatalf("client before the rotation: %v", err)
+	}
+
+	swap("test-token-2\n")
+	if _, err := app.Get(callCtx(t), "a"); err != nil {
+		t.Errorf("client right after the rotation (it sends the new token): %v", err)
+	}
+	for _, tt := range []struct {
+		token string
+		code  codes.Code
+	}{{"test-token-2", codes.OK}, {"test-token-1", codes.OK}, {"test-token-3", codes.Unauthenticated}} {
+		if err := get(tt.token); status.Code(err) != tt.code {
+			t.Errorf("GetSecret with %s after the rotation = %v, want %s", tt.token, err, tt.code)
+		}
+	}
+	if strings.Contains(v.logs.String(), "test-token-") {
+		t.Error("a bearer token appears in the logs")
+	}
 }

@@ -1,0 +1,149 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/secretproxy/secretproxy/proto/client"
+
+	"github.com/secretproxy/secretproxy/orderapp/internal/app"
+	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
+	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
+	"github.com/secretproxy/secretproxy/orderapp/pgtest"
+	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+)
+
+// startEntra runs the application with --db-auth entra against a fake sidecar
+// that holds no password secret at all, and a private PostgreSQL whose role's
+// password is the access token the sidecar hands out, valid for life from the
+// moment the database is ready (as Azure Database for PostgreSQL takes an
+// Entra token as the password). It returns the token's expiry.
+func startEntra(t *testing.T, token string, life time.Duration) (*harness, time.Time) {
+	t.Helper()
+	pg := pgtest.Start(t)
+	db := dbtest.PostgresOn(t, pg, appUser, pw1, database)
+	dbtest.Load(t, db)
+	db.DB.Close()
+	exp := time.Now().Add(life)
+	pg.SetPasswordUntil(t, appUser, token, exp)
+	sc := sidecartest.Start(t, map[string]string{"db-server": pg.Addr(), "db-user": appUser, "db-name": database})
+	sc.SetToken(client.ScopeAzurePostgres, token, exp)
+	logs := &syncBuffer{}
+	a, err := app.New(app.Config{
+		Sidecar: sc.Target(), Driver: dialect.Postgres, Names: secrets.DefaultNames(), DBAuth: app.AuthEntra,
+		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		SidecarBackoffMin: 50 * time.Millisecond, SidecarBackoffMax: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		a.Close()
+	})
+	return &harness{pg: pg, sc: sc, app: a, base: "http://" + ln.Addr().String(), logs: logs}, exp
+}
+
+// TestEntraServesOrders: in entra mode the application reads no password
+// (the sidecar has none), asks for a token of Azure Database for
+// PostgreSQL's scope, and PostgreSQL accepts exactly that token.
+func TestEntraServesOrders(t *testing.T) {
+	const token = "test-token-entra-1"
+	h, _ := startEntra(t, token, time.Hour)
+	h.waitReady(t)
+	if code, err := h.get(t.Context(), "/api/v1/orders/101"); err != nil || code != http.StatusOK {
+		t.Fatalf("GET order: %d %v", code, err)
+	}
+	if n := h.sc.TokenCalls(client.ScopeAzurePostgres); n < 1 {
+		t.Errorf("GetAccessToken calls for the postgres scope = %d, want at least 1", n)
+	}
+	if n := h.sc.Calls("GetSecret") + h.sc.Calls("RefreshSecret"); n != 0 {
+		t.Errorf("%d GetSecret/RefreshSecret calls, want none (the watch carries server, user and database)", n)
+	}
+	if strings.Contains(h.logs.String(), token) {
+		t.Error("the access token appears in the log")
+	}
+}
+
+// TestEntraTokenChangesAndExpiresUnderLoad: under continuous requests the
+// identity's token changes every 2 s (PostgreSQL switching to the new token at
+// the same moment, as a new Entra token becomes valid) and each token lives
+// only 10 s, so that the pool must drop connections before their token
+// expires and log in again with the current one. No request fails; the first
+// token is really dead by the end; no session outlives its token.
+func TestEntraTokenChangesAndExpiresUnderLoad(t *testing.T) {
+	const life = 10 * time.Second
+	h, exp0 := startEntra(t, "test-token-rot-0", life)
+	h.waitReady(t)
+	l := startLoad(h, 4)
+	rotated := 0
+	last := time.Now()
+	var firstRotation time.Time
+	// Rotate until the first token has been dead for 3 s (bounded: 20).
+	for i := 1; i <= 20 && time.Now().Before(exp0.Add(3*time.Second)); i++ {
+		before := l.ok.Load()
+		eventually(t, fmt.Sprintf("requests before rotation %d", i), func() bool {
+			return l.ok.Load() >= before+30 && time.Since(last) >= 2*time.Second
+		})
+		tok, exp := fmt.Sprintf("test-token-rot-%d", i), time.Now().Add(life)
+		h.sc.RotateToken(client.ScopeAzurePostgres, tok, exp, func() { h.pg.SetPasswordUntil(t, appUser, tok, exp) })
+		rotated, last = i, time.Now()
+		if i == 1 {
+			firstRotation = last
+		}
+	}
+	before := l.ok.Load()
+	eventually(t, "requests after the last rotation", func() bool { return l.ok.Load() >= before+30 })
+	l.finish(t)
+	if rotated < 4 {
+		t.Fatalf("only %d rotations", rotated)
+	}
+
+	if n := h.sc.TokenCalls(client.ScopeAzurePostgres); n < 6 {
+		t.Errorf("GetAccessToken calls = %d, want one per new connection (at least 6: the pool's lifetime follows the 6 s tokens)", n)
+	}
+	// PostgreSQL refuses the first token now: it did expire.
+	conn, err := pgx.Connect(t.Context(), h.pg.DSN(appUser, "test-token-rot-0", database))
+	if err == nil {
+		conn.Close(t.Context())
+		t.Error("the first token still logs in: the test did not make it expire")
+	}
+	// No session that logged in with the first token (before the first
+	// rotation) is still open: each was closed before that token expired.
+	admin, err := pgx.Connect(t.Context(), h.pg.AdminDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(t.Context())
+	var stale int
+	if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_start < $2", appUser, firstRotation).Scan(&stale); err != nil {
+		t.Fatal(err)
+	}
+	if stale != 0 {
+		t.Errorf("%d sessions logged in with the first token are still open after it expired", stale)
+	}
+	for i := range rotated + 1 {
+		if strings.Contains(h.logs.String(), fmt.Sprintf("test-token-rot-%d", i)) {
+			t.Errorf("token %d appears in the log", i)
+		}
+	}
+}

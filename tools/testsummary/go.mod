@@ -1,0 +1,3 @@
+module github.com/secretproxy/secretproxy/tools/testsummary
+
+go 1.26.0
