@@ -158,6 +158,15 @@ load: build ## The gRPC load harness (ghz): secret-proxy GetSecret hits against 
 	cd tools/loadtest && GOWORK=off go build -o $(BIN)/loadtest .
 	$(BIN)/loadtest run --bin $(BIN) $(LOAD_FLAGS)
 
+FLEET_PODS ?= 200
+FLEET_SECRETS ?= 4
+FLEET_FLAGS ?=
+.PHONY: fleet
+fleet: build ## A fleet of FLEET_PODS=200 secret-proxy processes x FLEET_SECRETS=4 secrets against one rate-limited kv-emulator (about 8 min on 2 cores); table and .fleet/fleet.svg, see docs/scale.md.
+	@$(call step,fleet: $(FLEET_PODS) sidecars x $(FLEET_SECRETS) secrets $(FLEET_FLAGS))
+	cd e2e && go build -o $(BIN)/fleet ./cmd/fleet
+	$(BIN)/fleet --bin $(BIN) --dir $(ROOT)/.fleet --pods $(FLEET_PODS) --secrets $(FLEET_SECRETS) $(FLEET_FLAGS)
+
 .PHONY: clean
 clean: ## Remove build outputs.
-	rm -rf $(BIN) .demo bench
+	rm -rf $(BIN) .demo .fleet bench

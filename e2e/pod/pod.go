@@ -90,7 +90,8 @@ type Emulator struct {
 // StartEmulator starts kv-emulator seeded with secrets (vault name -> value),
 // with its files in dir, and waits until it is ready. vaultAddr may be
 // "127.0.0.1:0"; restarting on the same address keeps the vault URL stable.
-func StartEmulator(ctx context.Context, bin, dir, vaultAddr string, secrets map[string]string, output io.Writer) (*Emulator, error) {
+// extraArgs are more kv-emulator flags (e.g. --rate-limit 160/10s).
+func StartEmulator(ctx context.Context, bin, dir, vaultAddr string, secrets map[string]string, output io.Writer, extraArgs ...string) (*Emulator, error) {
 	seed := map[string]any{"secrets": secrets}
 	raw, err := json.Marshal(seed)
 	if err != nil {
@@ -104,9 +105,9 @@ func StartEmulator(ctx context.Context, bin, dir, vaultAddr string, secrets map[
 	e.Process, err = Start(Spec{
 		Name: "kv-emulator",
 		Path: bin,
-		Args: []string{"--vault-listen", vaultAddr, "--identity-listen", "127.0.0.1:0",
+		Args: append([]string{"--vault-listen", vaultAddr, "--identity-listen", "127.0.0.1:0",
 			"--seed", seedFile, "--ca-out", e.CAFile,
-			"--identity-header-out", filepath.Join(dir, "identity-header.txt")},
+			"--identity-header-out", filepath.Join(dir, "identity-header.txt")}, extraArgs...),
 		Output: output,
 	})
 	if err != nil {
@@ -214,6 +215,36 @@ func (e *Emulator) SetSecret(ctx context.Context, name, value string) (string, e
 func (e *Emulator) SetFault(ctx context.Context, mode string, retryAfter time.Duration) error {
 	return e.adminDo(ctx, http.MethodPut, "/admin/faults",
 		map[string]any{"mode": mode, "retryAfterSeconds": int(retryAfter / time.Second)}, nil)
+}
+
+// RateSecond is one second of the emulator's rate-limit series.
+type RateSecond struct {
+	Second    int `json:"second"`
+	Reads     int `json:"reads"`
+	Throttled int `json:"throttled"`
+}
+
+// RateStats is the emulator's GET /admin/rate-limit (docs/reference/emulator.md).
+type RateStats struct {
+	Limit                           string       `json:"limit"`
+	Reads                           int64        `json:"reads"`
+	Throttled                       int64        `json:"throttled"`
+	PeakWindowReads                 int          `json:"peakWindowReads"`
+	PeakWindowRequests              int          `json:"peakWindowRequests"`
+	FirstThrottle                   time.Time    `json:"firstThrottle"`
+	PeakWindowRequestsAfterThrottle int          `json:"peakWindowRequestsAfterThrottle"`
+	InsideRetryAfter                int64        `json:"insideRetryAfter"`
+	InFlightAtThrottle              int64        `json:"inFlightAtThrottle"`
+	Callers                         int          `json:"callers"`
+	Start                           time.Time    `json:"start"`
+	Seconds                         []RateSecond `json:"seconds"`
+}
+
+// RateStats reads what the emulator's rate limit saw.
+func (e *Emulator) RateStats(ctx context.Context) (RateStats, error) {
+	var out RateStats
+	err := e.adminDo(ctx, http.MethodGet, "/admin/rate-limit", nil, &out)
+	return out, err
 }
 
 // IssueNext makes the emulator's token endpoints issue token for the next

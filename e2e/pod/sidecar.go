@@ -26,8 +26,11 @@ type SidecarConfig struct {
 	MinInterval time.Duration
 	MaxStale    time.Duration
 	TokenFile   string
-	LogLevel    string
-	LogFormat   string
+	// ClientID selects a user-assigned managed identity (auth.clientId);
+	// the emulator tells callers apart by it.
+	ClientID  string
+	LogLevel  string
+	LogFormat string
 	// AccessTokenScopes is accessTokens.scopes (GetAccessToken's allowlist).
 	AccessTokenScopes []string
 }
@@ -46,6 +49,9 @@ func (c SidecarConfig) YAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "vault:\n  url: %q\n  disableChallengeResourceVerification: true\n", c.VaultURL)
 	b.WriteString("auth:\n  mode: managed-identity\n  disableInstanceDiscovery: true\n")
+	if c.ClientID != "" {
+		fmt.Fprintf(&b, "  clientId: %q\n", c.ClientID)
+	}
 	b.WriteString("secrets:\n")
 	for _, s := range c.Secrets {
 		fmt.Fprintf(&b, "  - name: %q\n", s.Name)

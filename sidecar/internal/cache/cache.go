@@ -501,7 +501,11 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 		if throttled && !heldBack {
 			newRound = c.throttleLocked(now, ra)
 		}
-		if retry.Before(c.blockedUntil) {
+		if retry.Before(c.blockedUntil) || throttled {
+			// A throttled read is retried when the vault's block ends:
+			// the block's spread already grows round by round, and a
+			// per-secret back-off on top would leave this pod behind
+			// the others of its fleet.
 			retry = c.blockedUntil
 		}
 		e.nextRetry = retry
@@ -543,8 +547,7 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 // throttleLocked records a 429 with Retry-After ra answered at now, and
 // reports whether it began a new throttled round (the previous Retry-After,
 // if any, had passed). A new round blocks every read until Retry-After plus a
-// random spread: uniform in [0, ThrottleSpread x 2^(round-1)), capped at the
-// interval. Every sidecar of a fleet that met the same full vault gets about
+// random part of the spread (spreadLocked). Every sidecar of a fleet that met the same full vault gets about
 // the same Retry-After; without the spread they would all come back in the
 // same second and be throttled again. Doubling the spread each round finds,
 // without any coordination, a pace the vault can serve. Until a read is
@@ -561,13 +564,27 @@ func (c *Cache) throttleLocked(now time.Time, ra time.Duration) bool {
 		return false
 	}
 	c.throttles++
+	c.blockedUntil = now.Add(ra + time.Duration(float64(c.spreadLocked())*c.rnd()))
+	return true
+}
+
+// spreadLocked is the spread of the current throttled round. While some
+// secret is not loaded, it starts at ThrottleSpread and doubles each round up
+// to 4 x ThrottleSpread (a longer one would let the pods throttled first
+// starve behind those that came later). Once everything is loaded, a refresh
+// can wait, the cached values being served: the spread is half the interval,
+// which leaves the vault's budget to the pods that are still starting.
+func (c *Cache) spreadLocked() time.Duration {
+	interval := c.cfg.Interval.D()
+	if c.allLoadedLocked() {
+		return interval / 2
+	}
+	limit := min(4*c.opts.ThrottleSpread, interval)
 	spread := c.opts.ThrottleSpread
-	for i := 1; i < c.throttles && spread < c.cfg.Interval.D(); i++ {
+	for i := 1; i < c.throttles && spread < limit; i++ {
 		spread *= 2
 	}
-	spread = min(spread, c.cfg.Interval.D())
-	c.blockedUntil = now.Add(ra + time.Duration(float64(spread)*c.rnd()))
-	return true
+	return min(spread, limit)
 }
 
 // allLoadedLocked reports whether every declared secret has a value: the
@@ -603,6 +620,17 @@ func (c *Cache) backoff(failures int) time.Duration {
 // jitter x interval at random. The jitter only shortens, so that every secret
 // is read at least once per interval (a rotated secret reaches every pod
 // within one interval), while a fleet's passes still drift apart.
+// firstInterval is the time from the prefetch to the first pass: anywhere
+// from minInterval to the interval, at random. The pods of a rollout load
+// in bursts (as fast as the vault lets them); if their passes followed one
+// interval later, each burst would come back every interval. Drawing the
+// first pass over the whole interval spreads a fleet's passes evenly, for
+// the price of one early pass per start.
+func (c *Cache) firstInterval() time.Duration {
+	d := c.cfg.Interval.D()
+	return max(c.cfg.MinInterval.D(), d-time.Duration(float64(d)*c.rnd()))
+}
+
 func (c *Cache) interval() time.Duration {
 	d := c.cfg.Interval.D()
 	return d - time.Duration(float64(d)*c.cfg.Jitter*c.rnd())

@@ -249,14 +249,14 @@ func TestRetryAfterHoldsEveryRead(t *testing.T) {
 	v.setAll(nil)
 
 	next, _ := h.clk.NextDeadline()
-	// Retry-After 30 s plus the spread: the harness draws 0.5 of the first
-	// round's 10 s.
-	if want := throttledAt.Add(35 * time.Second); !next.Equal(want) {
+	// Retry-After 30 s plus the spread: everything is loaded, so the spread
+	// is half the interval, of which the harness draws 0.5.
+	if want := throttledAt.Add(105 * time.Second); !next.Equal(want) {
 		t.Errorf("refresher sleeps until %s, want the end of Retry-After and spread %s", next, want)
 	}
-	// Within the 35 s nothing reads the vault: not the refresher, not
+	// Until then nothing reads the vault: not the refresher, not
 	// RefreshSecret, not a read of a loaded secret.
-	for range 34 {
+	for range 104 {
 		h.advance(t, time.Second)
 		if s, err := h.c.Refresh(t.Context(), "a"); err != nil || !s.GetStale() {
 			t.Fatalf("RefreshSecret while throttled: err %v stale %v, want the stale cached value", err, s.GetStale())

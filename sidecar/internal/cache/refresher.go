@@ -9,11 +9,13 @@ import (
 )
 
 // Run prefetches every declared secret at once, then refreshes them every
-// interval (with jitter) and retries failures, until ctx ends. Vault reads in
+// interval (with jitter; the first pass after the prefetch anywhere in the
+// interval) and retries failures, until ctx ends. Vault reads in
 // flight are cancelled when it returns.
 func (c *Cache) Run(ctx context.Context) error {
 	defer c.cancel()
 	nextPass := c.clk.Now()
+	first := true
 	for {
 		now := c.clk.Now()
 		c.mu.Lock()
@@ -22,7 +24,12 @@ func (c *Cache) Run(ctx context.Context) error {
 		if !blocked {
 			if !now.Before(nextPass) {
 				c.Pass(ctx, true)
-				nextPass = c.clk.Now().Add(c.interval())
+				if first {
+					nextPass = c.clk.Now().Add(c.firstInterval())
+					first = false
+				} else {
+					nextPass = c.clk.Now().Add(c.interval())
+				}
 			} else {
 				c.Pass(ctx, false)
 			}

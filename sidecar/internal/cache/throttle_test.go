@@ -22,35 +22,44 @@ func (c *Cache) blockedFor() time.Duration {
 }
 
 // TestThrottleSpreadDoubles: each throttled round blocks the vault for
-// Retry-After plus a random part of a spread that starts at 10 s and doubles
-// up to the interval; an answer without a 429 starts again from 10 s.
+// Retry-After plus a random part of a spread. While starting, the spread is
+// 10 s, doubling each round up to 40 s, and an answer without a 429 starts it
+// again; once every secret is loaded it is half the interval.
 func TestThrottleSpreadDoubles(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
-	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v) // interval 5m, Rand 0.5
-	v.setAll(errThrottle)                                       // 429, Retry-After: 30
+	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b"})
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v) // interval 5m, Rand 0.5
+	v.setAll(errThrottle)                                                                 // 429, Retry-After: 30
 
-	rounds := []time.Duration{ // Retry-After + 0.5 x spread
-		30*time.Second + 5*time.Second,
-		30*time.Second + 10*time.Second,
-		30*time.Second + 20*time.Second,
-		30*time.Second + 40*time.Second,
-		30*time.Second + 80*time.Second,
-		30*time.Second + 150*time.Second, // the spread stops at the 5 min interval
-		30*time.Second + 150*time.Second,
-	}
-	for i, want := range rounds {
+	round := func(what string, want time.Duration) {
+		t.Helper()
 		before := v.count()
 		h.c.Pass(t.Context(), true)
 		if got := v.count() - before; got != 1 {
-			t.Fatalf("round %d: %d vault reads, want 1", i+1, got)
+			t.Fatalf("%s: %d vault reads, want 1 (the probe; the other is held back)", what, got)
 		}
 		if got := h.c.blockedFor(); got != want {
-			t.Errorf("round %d: blocked for %s, want %s", i+1, got, want)
+			t.Errorf("%s: blocked for %s, want %s", what, got, want)
 		}
 		h.clk.Advance(want)
 	}
+	// Retry-After + 0.5 x spread.
+	round("round 1", 30*time.Second+5*time.Second)
+	round("round 2", 30*time.Second+10*time.Second)
+	round("round 3", 30*time.Second+20*time.Second)
+	round("round 4", 30*time.Second+20*time.Second) // the spread stops at 40 s
+	round("round 5", 30*time.Second+20*time.Second)
 
+	// a is answered (b is not: the vault fails it), which starts the rounds again.
 	v.setAll(nil)
+	v.setErr("b", errOutage)
+	h.c.Pass(t.Context(), true)
+	v.setAll(errThrottle)
+	h.clk.Advance(time.Minute)
+	round("first round after an answer", 30*time.Second+5*time.Second)
+
+	// Loaded: a refresh meets the 429 and waits up to half an interval more.
+	v.setAll(nil)
+	v.setErr("b", nil)
 	h.c.Pass(t.Context(), true)
 	if ok, waiting := h.c.Ready(); !ok {
 		t.Fatalf("not ready once the vault answers: %v", waiting)
@@ -58,8 +67,8 @@ func TestThrottleSpreadDoubles(t *testing.T) {
 	v.setAll(errThrottle)
 	h.clk.Advance(5 * time.Minute)
 	h.c.Pass(t.Context(), true)
-	if got, want := h.c.blockedFor(), 35*time.Second; got != want {
-		t.Errorf("first round after a success: blocked for %s, want %s (the spread starts again)", got, want)
+	if got, want := h.c.blockedFor(), 30*time.Second+75*time.Second; got != want {
+		t.Errorf("throttled in steady state: blocked for %s, want %s (Retry-After + 0.5 x half the interval)", got, want)
 	}
 }
 
@@ -180,4 +189,21 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestFirstPassSpreadsTheFleet: the first pass after the prefetch comes
+// anywhere from minInterval to the interval, so pods that loaded in one burst
+// do not refresh in one burst.
+func TestFirstPassSpreadsTheFleet(t *testing.T) {
+	cfg := testConfig(config.Secret{Name: "a"}) // interval 5m, minInterval 10s
+	for _, tt := range []struct {
+		rand float64
+		want time.Duration
+	}{{0, 5 * time.Minute}, {0.5, 150 * time.Second}, {0.99, 10 * time.Second}} {
+		c := New(cfg, newFakeVault(nil), Options{Rand: func() float64 { return tt.rand }})
+		if got := c.firstInterval(); got != tt.want {
+			t.Errorf("firstInterval() with draw %v = %s, want %s", tt.rand, got, tt.want)
+		}
+		c.cancel()
+	}
 }
