@@ -48,8 +48,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return &conn{Conn: c, release: l.release}, nil
 		default:
-			c.Close()
+			// Counted before the close, so whoever sees the close sees the count.
 			l.refused.Add(1)
+			c.Close()
 			// One warning per episode, not one per connection: a flood
 			// must not flood the log too.
 			if l.full.CompareAndSwap(false, true) {
