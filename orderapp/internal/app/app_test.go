@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbconn"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
 	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
@@ -35,29 +35,12 @@ const (
 	database = "orders"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	pg   *pgtest.Server
 	sc   *sidecartest.Server
 	app  *app.App
 	base string
-	logs *syncBuffer
+	logs *logbuf.Buffer
 }
 
 // start runs the whole application (real client, watcher, pool manager, HTTP
@@ -84,7 +67,7 @@ func startApp(t *testing.T, pg *pgtest.Server, sidecarPW string) *harness {
 	sc := sidecartest.Start(t, map[string]string{
 		"db-server": pg.Addr(), "db-user": appUser, "db-password": sidecarPW, "db-name": database,
 	})
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	a, err := app.New(app.Config{
 		Sidecar: sc.Target(), Driver: dialect.Postgres, Names: secrets.DefaultNames(),
 		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -94,6 +77,12 @@ func startApp(t *testing.T, pg *pgtest.Server, sidecarPW string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serve(t, a, pg, sc, logs)
+}
+
+// serve runs a on a loopback port until the test ends, and wraps it in a harness.
+func serve(t *testing.T, a *app.App, pg *pgtest.Server, sc *sidecartest.Server, logs *logbuf.Buffer) *harness {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,8 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
 	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
@@ -37,7 +36,7 @@ func startEntra(t *testing.T, token string, life time.Duration) (*harness, time.
 	pg.SetPasswordUntil(t, appUser, token, exp)
 	sc := sidecartest.Start(t, map[string]string{"db-server": pg.Addr(), "db-user": appUser, "db-name": database})
 	sc.SetToken(client.ScopeAzurePostgres, token, exp)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	a, err := app.New(app.Config{
 		Sidecar: sc.Target(), Driver: dialect.Postgres, Names: secrets.DefaultNames(), DBAuth: app.AuthEntra,
 		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -46,21 +45,7 @@ func startEntra(t *testing.T, token string, life time.Duration) (*harness, time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		a.Close()
-	})
-	return &harness{pg: pg, sc: sc, app: a, base: "http://" + ln.Addr().String(), logs: logs}, exp
+	return serve(t, a, pg, sc, logs), exp
 }
 
 // TestEntraServesOrders: in entra mode the application reads no password

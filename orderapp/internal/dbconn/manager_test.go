@@ -1,7 +1,6 @@
 package dbconn
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -16,31 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
 )
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newManager(t *testing.T, d dialect.Dialect, refresh func(context.Context) (secrets.Credentials, error)) (*Manager, *prometheus.Registry, *syncBuffer) {
+func newManager(t *testing.T, d dialect.Dialect, refresh func(context.Context) (secrets.Credentials, error)) (*Manager, *prometheus.Registry, *logbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	reg := prometheus.NewRegistry()
 	m, err := NewManager(d, Options{
 		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +22,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/logbuf"
 )
 
 func TestLoadSeed(t *testing.T) {
@@ -99,24 +99,6 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the process writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "kv-emulator")
@@ -129,10 +111,10 @@ func buildBinary(t *testing.T) string {
 
 // startProcess starts the binary and returns its printed environment once it
 // says it is ready.
-func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, map[string]string, *syncBuffer) {
+func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, map[string]string, *logbuf.Buffer) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	stderr := &syncBuffer{}
+	stderr := &logbuf.Buffer{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

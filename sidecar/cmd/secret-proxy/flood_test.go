@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/sidecar/internal/logbuf"
 	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
 )
 
@@ -64,7 +63,7 @@ listen: {grpc: "127.0.0.1:0", unix: %s, ops: "127.0.0.1:0", maxConnections: %d, 
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	// The shell lowers both the soft and the hard limit, so the Go runtime
 	// cannot raise it again.
 	cmd := exec.Command("/bin/sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" --config "$1"`, fdLimit), bin, cfgPath)
@@ -176,7 +175,7 @@ listen: {grpc: "127.0.0.1:0", unix: %s, ops: "127.0.0.1:0", maxConnections: %d, 
 }
 
 // listenAddrs reads the listeners' addresses from the start log line.
-func listenAddrs(t *testing.T, logs *lockedBuffer) (grpcAddr, opsAddr string) {
+func listenAddrs(t *testing.T, logs *logbuf.Buffer) (grpcAddr, opsAddr string) {
 	t.Helper()
 	for range 400 {
 		for _, line := range strings.Split(logs.String(), "\n") {
@@ -189,22 +188,4 @@ func listenAddrs(t *testing.T, logs *lockedBuffer) (grpcAddr, opsAddr string) {
 	}
 	t.Fatalf("no start log line; output:\n%s", logs)
 	return "", ""
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +27,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/app"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/logbuf"
 	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
 )
 
@@ -38,26 +37,9 @@ type env struct {
 	e      *kvemulator.Emulator
 	a      *app.App
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *logbuf.Buffer
 	cancel context.CancelFunc
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startEmulator starts a kvemulator and points managed identity at it.
@@ -100,7 +82,7 @@ func baseConfig(e *kvemulator.Emulator, secrets ...config.Secret) config.Config 
 func startApp(t *testing.T, e *kvemulator.Emulator, cfg config.Config) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	a, err := app.New(cfg, app.Options{
 		Version:   "test",
 		LogOutput: logs,

@@ -12,6 +12,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/app"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/logbuf"
 	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
 )
 
@@ -35,7 +36,7 @@ func TestVaultRateLimit(t *testing.T) {
 	cfg.Refresh.MinInterval = config.Duration(100 * time.Millisecond)
 
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	a, err := app.New(cfg, app.Options{
 		Version: "test", LogOutput: logs, Registry: reg,
 		KeyVault:       keyvault.Options{Transport: e.HTTPClient()},
