@@ -1,17 +1,16 @@
 package cache
 
 import (
-	"bytes"
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/logbuf"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 )
 
@@ -30,18 +29,21 @@ func TestThrottleSpreadDoubles(t *testing.T) {
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v) // interval 5m, Rand 0.5
 	v.setAll(errThrottle)                                                                 // 429, Retry-After: 30
 
-	round := func(what string, want time.Duration) {
+	// maxReads is 1 while probing; a pass that is not probing sends its
+	// reads together, and the second may be out before the first 429 is back.
+	roundOf := func(what string, maxReads int, want time.Duration) {
 		t.Helper()
 		before := v.count()
 		h.c.Pass(t.Context(), true)
-		if got := v.count() - before; got != 1 {
-			t.Fatalf("%s: %d vault reads, want 1 (the probe; the other is held back)", what, got)
+		if got := v.count() - before; got < 1 || got > maxReads {
+			t.Fatalf("%s: %d vault reads, want 1 to %d (reads that went out before the 429 came back; the rest held back)", what, got, maxReads)
 		}
 		if got := h.c.blockedFor(); got != want {
 			t.Errorf("%s: blocked for %s, want %s", what, got, want)
 		}
 		h.clk.Advance(want)
 	}
+	round := func(what string, want time.Duration) { t.Helper(); roundOf(what, 1, want) }
 	// Retry-After + 0.5 x spread.
 	round("round 1", 30*time.Second+5*time.Second)
 	round("round 2", 30*time.Second+10*time.Second)
@@ -55,7 +57,7 @@ func TestThrottleSpreadDoubles(t *testing.T) {
 	h.c.Pass(t.Context(), true)
 	v.setAll(errThrottle)
 	h.clk.Advance(time.Minute)
-	round("first round after an answer", 30*time.Second+5*time.Second)
+	roundOf("first round after an answer", 2, 30*time.Second+5*time.Second)
 
 	// Loaded: a refresh meets the 429 and waits up to half an interval more.
 	v.setAll(nil)
@@ -138,7 +140,7 @@ func TestProbingSendsOneReadAtATime(t *testing.T) {
 // 429 once every secret is loaded counts as steady and logs one warning per
 // round that says what to do.
 func TestThrottleWarnsInSteadyState(t *testing.T) {
-	var logs syncBuf
+	var logs logbuf.Buffer
 	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b"})
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"})
 	h := newHarness(t, cfg, v)
@@ -162,8 +164,10 @@ func TestThrottleWarnsInSteadyState(t *testing.T) {
 	v.setAll(errThrottle)
 	h.clk.Advance(5 * time.Minute)
 	h.c.Pass(t.Context(), true)
-	if s, st := throttled(metrics.PhaseStartup), throttled(metrics.PhaseSteady); s != 1 || st != 1 {
-		t.Errorf("after a 429 in steady state: startup %v steady %v, want 1 and 1", s, st)
+	// A steady pass sends both reads together: one or both may meet the 429,
+	// and the counter counts 429 answers; the warning is once per round.
+	if s, st := throttled(metrics.PhaseStartup), throttled(metrics.PhaseSteady); s != 1 || st < 1 || st > 2 {
+		t.Errorf("after a 429 in steady state: startup %v steady %v, want 1 and 1 to 2", s, st)
 	}
 	out := logs.String()
 	if n := strings.Count(out, "throttling refreshes in steady state"); n != 1 {
@@ -172,23 +176,6 @@ func TestThrottleWarnsInSteadyState(t *testing.T) {
 	if !strings.Contains(out, "lengthen refresh.interval") || strings.Contains(out, "test-value") {
 		t.Errorf("the warning must say what to do and hold no value:\n%s", out)
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestFirstPassSpreadsTheFleet: the first pass after the prefetch comes
