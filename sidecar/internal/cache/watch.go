@@ -19,16 +19,26 @@ type watcher struct {
 	notify chan struct{}
 }
 
-func (w *watcher) add(s *secretproxyv1.Secret) {
-	if w.names != nil && !w.names[s.Name] {
+// add records the secrets that changed together. They go in under one lock,
+// so the stream's take never sees half of them: a user name and a password
+// rotated in one pass reach the application in one message.
+func (w *watcher) add(changed []*secretproxyv1.Secret) {
+	w.mu.Lock()
+	added := false
+	for _, s := range changed {
+		if w.names != nil && !w.names[s.Name] {
+			continue
+		}
+		if _, ok := w.latest[s.Name]; !ok {
+			w.order = append(w.order, s.Name)
+		}
+		w.latest[s.Name] = s
+		added = true
+	}
+	w.mu.Unlock()
+	if !added {
 		return
 	}
-	w.mu.Lock()
-	if _, ok := w.latest[s.Name]; !ok {
-		w.order = append(w.order, s.Name)
-	}
-	w.latest[s.Name] = s
-	w.mu.Unlock()
 	select {
 	case w.notify <- struct{}{}:
 	default:
@@ -49,9 +59,7 @@ func (w *watcher) take() []*secretproxyv1.Secret {
 
 func (c *Cache) publishLocked(found []*secretproxyv1.Secret) {
 	for w := range c.watchers {
-		for _, s := range found {
-			w.add(s)
-		}
+		w.add(found)
 	}
 }
 
