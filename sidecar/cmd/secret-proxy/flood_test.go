@@ -21,7 +21,6 @@ import (
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/logbuf"
-	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
 )
 
 // floodPerListener idle connections are opened on each gRPC listener, more
@@ -44,15 +43,7 @@ const (
 func TestConnectionFlood(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildBinary(t, dir)
-	e, err := kvemulator.Start(kvemulator.Options{Secrets: map[string]string{"db-password": "test-password-1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, e.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e, ca := startEmulator(t, dir, map[string]string{"db-password": "test-password-1"})
 	sock := filepath.Join(dir, "grpc.sock")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfg := fmt.Sprintf(`vault: {url: %s, disableChallengeResourceVerification: true}

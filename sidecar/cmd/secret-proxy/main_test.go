@@ -98,6 +98,22 @@ func buildBinary(t *testing.T, dir string) string {
 	return bin
 }
 
+// startEmulator starts a kvemulator holding secrets until the test ends, and
+// writes its CA into dir for the process's SSL_CERT_FILE (as a pod trusts it).
+func startEmulator(t *testing.T, dir string, secrets map[string]string) (*kvemulator.Emulator, string) {
+	t.Helper()
+	e, err := kvemulator.Start(kvemulator.Options{Secrets: secrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, e.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e, ca
+}
+
 // TestBinary builds secret-proxy, runs it as a process against the emulator
 // (trusting its CA through SSL_CERT_FILE, as in a pod), reads a secret over
 // the unix socket, sends SIGTERM and expects exit 0.
@@ -109,15 +125,7 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("--version = %q, %v", out, err)
 	}
 
-	e, err := kvemulator.Start(kvemulator.Options{Secrets: map[string]string{"sql-password": "test-password-1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, e.CACertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e, ca := startEmulator(t, dir, map[string]string{"sql-password": "test-password-1"})
 	sock := filepath.Join(dir, "grpc.sock")
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfg := fmt.Sprintf(`vault:
