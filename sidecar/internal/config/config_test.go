@@ -77,6 +77,22 @@ func TestParseFull(t *testing.T) {
 }
 
 // paths returns the YAML paths of a Problems error, in order.
+// wantProblems checks that err holds exactly the problem paths want (nil: no
+// error at all), and reports whether there is an error left to inspect.
+func wantProblems(t *testing.T, err error, want []string) bool {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("unexpected problems: %v", err)
+		}
+		return false
+	}
+	if diff := cmp.Diff(want, paths(t, err)); diff != "" {
+		t.Errorf("problem paths (-want +got):\n%s\nerror: %v", diff, err)
+	}
+	return true
+}
+
 func paths(t *testing.T, err error) []string {
 	t.Helper()
 	var ps Problems
@@ -184,15 +200,7 @@ func TestValidateListen(t *testing.T) {
 			cfg.Listen = tt.listen
 			cfg.ClientAuth.AllowedUIDs = tt.uids
 			err := cfg.Validate()
-			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if diff := cmp.Diff(tt.want, paths(t, err)); diff != "" {
-				t.Errorf("problem paths (-want +got):\n%s", diff)
-			}
+			wantProblems(t, err, tt.want)
 		})
 	}
 }
