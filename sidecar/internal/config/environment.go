@@ -1,19 +1,14 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-)
 
-// Workload identity environment, injected by the AKS Workload Identity webhook.
-const (
-	EnvFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
-	EnvClientID           = "AZURE_CLIENT_ID"
-	EnvTenantID           = "AZURE_TENANT_ID"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault/kvconfig"
+	"github.com/secretproxy/secretproxy/sidecar/internal/problem"
 )
 
 // CheckEnvironment reports, as Problems, what start would refuse about the
@@ -33,7 +28,7 @@ func (c *Config) CheckEnvironment(getenv func(string) string) error {
 	if p := c.Listen.Unix; p != "" {
 		dir := filepath.Dir(p)
 		if fi, err := os.Stat(dir); err != nil {
-			add("listen.unix", "directory %s: %v; create it (in Kubernetes, mount an emptyDir there)", dir, pathErr(err))
+			add("listen.unix", "directory %s: %v; create it (in Kubernetes, mount an emptyDir there)", dir, problem.PathErr(err))
 		} else if !fi.IsDir() {
 			add("listen.unix", "%s is not a directory", dir)
 		}
@@ -47,41 +42,15 @@ func (c *Config) CheckEnvironment(getenv func(string) string) error {
 		b, err := os.ReadFile(f)
 		switch {
 		case err != nil:
-			add("clientAuth.tokenFile", "cannot read %s: %v", f, pathErr(err))
+			add("clientAuth.tokenFile", "cannot read %s: %v", f, problem.PathErr(err))
 		case strings.TrimSpace(string(b)) == "":
 			add("clientAuth.tokenFile", "%s is empty: put the bearer token callers must send in it", f)
 		}
 	}
-	if c.Auth.Mode == AuthWorkloadIdentity {
-		var missing []string
-		for _, k := range []string{EnvFederatedTokenFile, EnvTenantID} {
-			if getenv(k) == "" {
-				missing = append(missing, k)
-			}
-		}
-		if c.Auth.ClientID == "" && getenv(EnvClientID) == "" {
-			missing = append(missing, EnvClientID+" (or auth.clientId)")
-		}
-		switch {
-		case len(missing) > 0:
-			add("auth.mode", "workload-identity needs %s, which the AKS Workload Identity webhook injects: label the pod azure.workload.identity/use=true and annotate its service account with the client id", strings.Join(missing, ", "))
-		default:
-			if _, err := os.Stat(getenv(EnvFederatedTokenFile)); err != nil {
-				add("auth.mode", "workload-identity: %s %s: %v", EnvFederatedTokenFile, getenv(EnvFederatedTokenFile), pathErr(err))
-			}
-		}
-	}
+	// The backend's environment (workload identity), checked by the backend.
+	ps = append(ps, kvconfig.CheckEnvironment(c.Auth, getenv)...)
 	if len(ps) == 0 {
 		return nil
 	}
 	return ps
-}
-
-// pathErr drops the path an *fs.PathError repeats, since the message names it already.
-func pathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
