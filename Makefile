@@ -2,8 +2,9 @@
 #
 # The product modules form a go.work workspace; `go test ./...` at the root does
 # not work there (no root module), so every Go command loops over MODULES.
-# Tools are pinned as `tool` directives in their own modules under tools/ and run
-# with `go tool -modfile=...`, so they never raise the product's dependencies.
+# Tools are pinned as `tool` directives in their own modules under tools/pins/ and
+# run with `go tool -modfile=...`, so they never raise the product's dependencies;
+# the rest of tools/ is the project's own programs.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -23,10 +24,10 @@ LDFLAGS_APP := -s -w -X main.version=$(VERSION)
 # Tool invocations. GOWORK=off: a tool module is not part of the workspace (and
 # -modfile is refused in workspace mode); staticcheck then checks each module on
 # its own, which works because every module replaces its siblings.
-BUF := GOWORK=off go tool -modfile=$(ROOT)/tools/buf/go.mod buf
-STATICCHECK := GOWORK=off go tool -modfile=$(ROOT)/tools/lint/go.mod staticcheck
-BENCHSTAT := cd $(ROOT)/tools/lint && GOWORK=off go tool benchstat
-GRPCURL := cd $(ROOT)/tools/grpcurl && GOWORK=off go tool grpcurl
+BUF := GOWORK=off go tool -modfile=$(ROOT)/tools/pins/buf/go.mod buf
+STATICCHECK := GOWORK=off go tool -modfile=$(ROOT)/tools/pins/lint/go.mod staticcheck
+BENCHSTAT := cd $(ROOT)/tools/pins/lint && GOWORK=off go tool benchstat
+GRPCURL := cd $(ROOT)/tools/pins/grpcurl && GOWORK=off go tool grpcurl
 
 # GO_TEST LABEL ARGS runs `go test -json ARGS` through tools/testsummary: go test's ok/FAIL
 # lines, failures in full, every skipped test with its reason, and "N passed, N failed,
@@ -103,7 +104,7 @@ test-tools: ## Checks of the repository itself (tools/repocheck: no link leaves 
 	@for m in tools/testsummary tools/repocheck; do $(call step,go test ($$m)); (cd $$m && GOWORK=off $(GO_TEST) $$m -count=1 ./...); done
 
 .PHONY: test-charts
-test-charts: ## Offline chart and Dockerfile checks (render, strict decode, lint, Pod Security, kubeconform, helm-unittest, --check).
+test-charts: ## Offline chart and Dockerfile checks, all in tools/chartcheck's Go tests (render, strict decode, helm lint, Pod Security, kubeconform, helm-unittest, --check), each run once.
 	@$(call step,charts and Dockerfiles (tools/scripts/charts.sh test))
 	tools/scripts/charts.sh test
 
@@ -114,7 +115,7 @@ test-slow: ## The slow tier: every rendered chart dry-run on a real kube-apiserv
 	tools/scripts/charts.sh slow
 
 .PHONY: charts
-charts: ## Lint and render the Helm charts into bin/charts/, and validate them with kubeconform.
+charts: ## Render the Helm charts into bin/charts/ (to read), and run chartcheck's helm lint and kubeconform tests.
 	tools/scripts/charts.sh lint
 
 .PHONY: images

@@ -360,7 +360,7 @@ func TestPipeline(t *testing.T) {
 }
 
 // TestPipelineDoesWhatTheDocsSay: the commands the issue asks for are there, and the pins
-// match the repository's own (one owner per fact: tools/helm/go.mod, Dockerfile.app).
+// match the repository's own (one owner per fact: tools/pins/helm/go.mod, Dockerfile.app).
 func TestPipelineDoesWhatTheDocsSay(t *testing.T) {
 	raw, p := readPipeline(t)
 	text := string(raw)
@@ -384,12 +384,12 @@ func TestPipelineDoesWhatTheDocsSay(t *testing.T) {
 		vars[v.Name] = v.Value
 	}
 	root := repoRoot(t)
-	helmMod, err := os.ReadFile(filepath.Join(root, "tools", "helm", "go.mod"))
+	helmMod, err := os.ReadFile(filepath.Join(root, "tools", "pins", "helm", "go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m := regexp.MustCompile(`helm\.sh/helm/v3 (v[0-9.]+)`).FindSubmatch(helmMod); m == nil || string(m[1]) != vars["helmVersion"] {
-		t.Errorf("helmVersion %q differs from tools/helm/go.mod (%q)", vars["helmVersion"], m)
+		t.Errorf("helmVersion %q differs from tools/pins/helm/go.mod (%q)", vars["helmVersion"], m)
 	}
 	// The test dependencies: the same list as the repository's own CI entry point.
 	ciRun, err := os.ReadFile(filepath.Join(root, ".ci", "run"))

@@ -2,7 +2,6 @@ package chartcheck
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -196,30 +195,8 @@ func writeSchema(path string, schema any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write schema: %w", err)
 	}
-	return writeFileAtomic(path, b, 0o644)
-}
-
-// writeFileAtomic writes data to path through a unique temporary file in the
-// same directory, renamed over path: the schema directory lives in the cache
-// shared by every checkout on the machine, and a kubeconform run of one
-// checkout must never read a file another checkout is half-way through writing.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp, mode)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	// Each test run writes its own t.TempDir(): no other process reads these files.
+	return os.WriteFile(path, b, 0o644)
 }
 
 // ChartKinds are the kinds the charts render.

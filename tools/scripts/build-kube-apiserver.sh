@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and kubectl v1.37.2 from the Go module proxy through the wrapper module
-# tools/kube-apiserver, and caches them outside the clone so later runs only check the cache.
+# tools/pins/kube-apiserver, and caches them outside the clone so later runs only check the cache.
 # Prints the directory holding the binaries on its last line. Concurrent runs (two checkouts)
 # are safe: see toolcache.sh.
 set -euo pipefail
@@ -31,7 +31,7 @@ for cmd in kube-apiserver kubectl; do
 		continue
 	fi
 	echo "build-kube-apiserver: building $cmd $version (cold: about 8 min and 3 GB of memory)" >&2
-	(cd "$root/tools/kube-apiserver" && GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0 \
+	(cd "$root/tools/pins/kube-apiserver" && GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0 \
 		toolcache_go_build "$out/$cmd" -trimpath -ldflags "$ldflags" "k8s.io/kubernetes/cmd/$cmd")
 done
 echo "$out"

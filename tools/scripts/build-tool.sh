@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# build-tool.sh NAME: builds one pinned tool from its own module under tools/NAME (never part of
-# go.work, so its dependencies stay out of the product modules) into
+# build-tool.sh NAME: builds one pinned tool from its own pin module tools/pins/NAME (never part
+# of go.work, so its dependencies stay out of the product modules) into
 # ${XDG_CACHE_HOME:-$HOME/.cache}/secret-proxy/NAME-VERSION/ and prints the binary's path.
 # A cached binary is reused; nothing is downloaded at run time except modules on a cold cache.
 # Concurrent runs (two checkouts) are safe: see toolcache.sh.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-name=${1:?usage: build-tool.sh helm|helm-unittest|kubeconform}
+name=${1:?usage: build-tool.sh helm|helm-unittest}
 case $name in
 helm) pkg=helm.sh/helm/v3/cmd/helm mod=helm.sh/helm/v3 bin=helm ;;
 helm-unittest) pkg=github.com/helm-unittest/helm-unittest/cmd/helm-unittest mod=github.com/helm-unittest/helm-unittest bin=helm-unittest ;;
-kubeconform) pkg=github.com/yannh/kubeconform/cmd/kubeconform mod=github.com/yannh/kubeconform bin=kubeconform ;;
 *) echo "build-tool: unknown tool $name" >&2; exit 2 ;;
 esac
-dir=$root/tools/$name
+dir=$root/tools/pins/$name
 version=$(cd "$dir" && GOWORK=off go list -m -f '{{.Version}}' "$mod")
 # shellcheck source=toolcache.sh
 . "$root/tools/scripts/toolcache.sh"

@@ -69,4 +69,4 @@ fi
 
 rm -f "$OUT"/*_pb2.py "$OUT"/*_pb2.pyi "$OUT"/*_pb2_grpc.py
 cd proto
-GOWORK=off go tool -modfile=../tools/buf/go.mod buf generate --template buf.gen.python.yaml
+GOWORK=off go tool -modfile=../tools/pins/buf/go.mod buf generate --template buf.gen.python.yaml

@@ -1,14 +1,14 @@
 // Package problem is the record of a configuration problem, located by its
 // YAML path. It is a leaf so that every owner of a configuration section (the
 // config package for the neutral ones, each backend for its own) reports
-// problems of one kind, and a load returns all of them at once.
+// problems of one kind, and a load returns all of them at once
+// (config.Problems).
 package problem
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 )
 
 // Problem is one configuration error, located by its YAML path.
@@ -24,17 +24,10 @@ func (p Problem) String() string {
 	return p.Path + ": " + p.Message
 }
 
-// List is every configuration problem found at once; as an error it names
-// them all, one per line.
+// List is the problems one section's check found. The configuration package
+// appends every section's list to its own config.Problems, the error a load
+// returns.
 type List []Problem
-
-func (l List) Error() string {
-	lines := make([]string, len(l))
-	for i, p := range l {
-		lines[i] = p.String()
-	}
-	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
-}
 
 // Add appends a problem at path with a formatted message.
 func (l *List) Add(path, format string, args ...any) {

@@ -10,13 +10,15 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/problem"
 )
 
-func TestListError(t *testing.T) {
+func TestList(t *testing.T) {
 	var l problem.List
 	l.Add("vault.url", "required: %s", "the Key Vault URL")
 	l = append(l, problem.Problem{Message: "more than one YAML document"})
-	want := "invalid configuration:\n  vault.url: required: the Key Vault URL\n  more than one YAML document"
-	if got := l.Error(); got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
+	want := []string{"vault.url: required: the Key Vault URL", "more than one YAML document"}
+	for i, p := range l {
+		if p.String() != want[i] {
+			t.Errorf("problem %d = %q, want %q", i, p.String(), want[i])
+		}
 	}
 	if !l.Has("vault.url") || l.Has("auth.mode") {
 		t.Errorf("Has: vault.url %v (want true), auth.mode %v (want false)", l.Has("vault.url"), l.Has("auth.mode"))

@@ -1,4 +1,4 @@
-module github.com/secretproxy/secretproxy/tools/helm
+module github.com/secretproxy/secretproxy/tools/pins/helm
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module github.com/secretproxy/secretproxy/tools/buf
+module github.com/secretproxy/secretproxy/tools/pins/buf
 
 go 1.26.7
 

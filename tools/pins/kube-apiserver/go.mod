@@ -1,4 +1,4 @@
-module github.com/secretproxy/secretproxy/tools/kube-apiserver
+module github.com/secretproxy/secretproxy/tools/pins/kube-apiserver
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module github.com/secretproxy/secretproxy/tools/helm-unittest
+module github.com/secretproxy/secretproxy/tools/pins/helm-unittest
 
 go 1.26.0
 

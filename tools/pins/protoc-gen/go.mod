@@ -1,4 +1,4 @@
-module github.com/secretproxy/secretproxy/tools/protoc-gen
+module github.com/secretproxy/secretproxy/tools/pins/protoc-gen
 
 go 1.26
 

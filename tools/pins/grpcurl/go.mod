@@ -1,4 +1,4 @@
-module github.com/secretproxy/secretproxy/tools/grpcurl
+module github.com/secretproxy/secretproxy/tools/pins/grpcurl
 
 go 1.26.0
 

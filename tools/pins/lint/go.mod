@@ -1,4 +1,4 @@
-module github.com/secretproxy/secretproxy/tools/lint
+module github.com/secretproxy/secretproxy/tools/pins/lint
 
 go 1.26.0
 
