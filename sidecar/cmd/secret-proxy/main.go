@@ -29,76 +29,31 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("secret-proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML)")
-	check := fs.Bool("check", false, "validate the configuration, report every problem, and exit")
-	configOnly := fs.Bool("config-only", false, "with --check: check the file alone, not the socket directory, token file and environment it needs (for CI, away from the pod)")
-	showVersion := fs.Bool("version", false, "print the build information and exit")
-	var o config.Overrides
-	optString(fs, &o.VaultURL, "vault-url", "override vault.url")
-	optString(fs, &o.GRPCListen, "grpc-listen", `override listen.grpc ("" turns TCP off)`)
-	optString(fs, &o.UnixSocket, "unix-socket", "override listen.unix")
-	optString(fs, &o.OpsListen, "ops-listen", "override listen.ops")
-	optString(fs, &o.LogLevel, "log-level", "override log.level (debug, info, warn, error)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	f, code, done := parseFlags(args, stdout, stderr)
+	if done {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "secret-proxy: unexpected arguments %q\n", fs.Args())
-		return 2
-	}
-	if *showVersion {
-		fmt.Fprintf(stdout, "secret-proxy %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return 0
-	}
-	if *cfgPath == "" {
-		fmt.Fprintln(stderr, "secret-proxy: --config FILE is required")
-		return 2
-	}
-	cfg, err := config.LoadFile(*cfgPath)
-	if err == nil {
-		o.Apply(&cfg)
-		err = cfg.Validate()
-	} else if ps, ok := err.(config.Problems); ok {
-		// Report the file's problems and the validation's together.
-		o.Apply(&cfg)
-		if verr := cfg.Validate(); verr != nil {
-			ps = append(ps, verr.(config.Problems)...)
-		}
-		err = ps
-	}
-	if err == nil && !(*check && *configOnly) {
-		// What start would refuse about files and the environment, --check
-		// reports too.
-		err = cfg.CheckEnvironment(os.Getenv)
-	}
+	// Every configuration problem at once, the file's and the environment's
+	// alike; all of them exit 2.
+	cfg, err := config.Load(config.Source{Path: f.config, Overrides: f.overrides, FileOnly: f.configOnly})
 	if err != nil {
-		fmt.Fprintf(stderr, "secret-proxy: %s: %v\n", *cfgPath, err)
+		fmt.Fprintf(stderr, "secret-proxy: %s: %v\n", f.config, err)
 		return 2
 	}
-	if *check {
+	if f.check {
 		what := "configuration is valid"
-		if *configOnly {
+		if f.configOnly {
 			what = "configuration file is valid (its files and environment not checked)"
 		}
-		fmt.Fprintf(stdout, "%s: %s (%d secrets declared)\n", *cfgPath, what, len(cfg.Secrets))
+		fmt.Fprintf(stdout, "%s: %s (%d secrets declared)\n", f.config, what, len(cfg.Secrets))
 		return 0
-	}
-	if *configOnly {
-		fmt.Fprintln(stderr, "secret-proxy: --config-only goes with --check")
-		return 2
 	}
 	a, err := app.New(cfg, app.Options{Version: version})
 	if err != nil {
 		fmt.Fprintf(stderr, "secret-proxy: %v\n", err)
-		// Every configuration error exits 2, also one found only now (a
-		// file that changed since the check above).
-		var ps config.Problems
-		if errors.As(err, &ps) {
+		// Every configuration error exits 2, also one found only now (the
+		// environment changed since the load above).
+		if errors.Is(err, config.ErrInvalid) {
 			return 2
 		}
 		return 1
@@ -108,6 +63,51 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// flags are the command line.
+type flags struct {
+	config            string
+	check, configOnly bool
+	overrides         config.Overrides
+}
+
+// parseFlags reads the command line. done says run has nothing more to do and
+// should exit with code: --help, --version, or a usage error it reported.
+func parseFlags(args []string, stdout, stderr io.Writer) (f flags, code int, done bool) {
+	fs := flag.NewFlagSet("secret-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "", "configuration file (YAML)")
+	fs.BoolVar(&f.check, "check", false, "validate the configuration, report every problem, and exit")
+	fs.BoolVar(&f.configOnly, "config-only", false, "with --check: check the file alone, not the socket directory, token file and environment it needs (for CI, away from the pod)")
+	showVersion := fs.Bool("version", false, "print the build information and exit")
+	o := &f.overrides
+	optString(fs, &o.VaultURL, "vault-url", "override vault.url")
+	optString(fs, &o.GRPCListen, "grpc-listen", `override listen.grpc ("" turns TCP off)`)
+	optString(fs, &o.UnixSocket, "unix-socket", "override listen.unix")
+	optString(fs, &o.OpsListen, "ops-listen", "override listen.ops")
+	optString(fs, &o.LogLevel, "log-level", "override log.level (debug, info, warn, error)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return f, 0, true
+		}
+		return f, 2, true
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "secret-proxy: unexpected arguments %q\n", fs.Args())
+		return f, 2, true
+	case *showVersion:
+		fmt.Fprintf(stdout, "secret-proxy %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return f, 0, true
+	case f.config == "":
+		fmt.Fprintln(stderr, "secret-proxy: --config FILE is required")
+		return f, 2, true
+	case f.configOnly && !f.check:
+		fmt.Fprintln(stderr, "secret-proxy: --config-only goes with --check")
+		return f, 2, true
+	}
+	return f, 0, false
 }
 
 // optString defines a string flag that is nil unless given, so that an empty

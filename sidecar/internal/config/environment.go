@@ -2,10 +2,8 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -23,58 +21,42 @@ const (
 // agree. A socket some process still listens on is left to start: that is a
 // runtime conflict, not configuration. getenv nil means os.Getenv.
 func (c *Config) CheckEnvironment(getenv func(string) string) error {
+	return c.checkEnvironment(getenv).err()
+}
+
+func (c *Config) checkEnvironment(getenv func(string) string) Problems {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
 	var ps Problems
-	add := func(path, format string, args ...any) {
-		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
-	}
-	if p := c.Listen.Unix; p != "" {
-		dir := filepath.Dir(p)
-		if fi, err := os.Stat(dir); err != nil {
-			add("listen.unix", "directory %s: %v; create it (in Kubernetes, mount an emptyDir there)", dir, pathErr(err))
-		} else if !fi.IsDir() {
-			add("listen.unix", "%s is not a directory", dir)
-		}
-		if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSocket == 0 {
-			add("listen.unix", "%s exists and is not a socket; the sidecar will not remove it: remove it or choose another path", p)
-		}
-	}
-	if f := c.ClientAuth.TokenFile; f != "" {
-		// The content is read to check it is not empty and then dropped; it
-		// never reaches a message.
-		b, err := os.ReadFile(f)
-		switch {
-		case err != nil:
-			add("clientAuth.tokenFile", "cannot read %s: %v", f, pathErr(err))
-		case strings.TrimSpace(string(b)) == "":
-			add("clientAuth.tokenFile", "%s is empty: put the bearer token callers must send in it", f)
-		}
-	}
-	if c.Auth.Mode == AuthWorkloadIdentity {
-		var missing []string
-		for _, k := range []string{EnvFederatedTokenFile, EnvTenantID} {
-			if getenv(k) == "" {
-				missing = append(missing, k)
-			}
-		}
-		if c.Auth.ClientID == "" && getenv(EnvClientID) == "" {
-			missing = append(missing, EnvClientID+" (or auth.clientId)")
-		}
-		switch {
-		case len(missing) > 0:
-			add("auth.mode", "workload-identity needs %s, which the AKS Workload Identity webhook injects: label the pod azure.workload.identity/use=true and annotate its service account with the client id", strings.Join(missing, ", "))
-		default:
-			if _, err := os.Stat(getenv(EnvFederatedTokenFile)); err != nil {
-				add("auth.mode", "workload-identity: %s %s: %v", EnvFederatedTokenFile, getenv(EnvFederatedTokenFile), pathErr(err))
-			}
-		}
-	}
-	if len(ps) == 0 {
-		return nil
-	}
+	c.Listen.checkEnvironment(&ps)
+	c.ClientAuth.checkEnvironment(&ps)
+	c.Auth.checkEnvironment(getenv, &ps)
 	return ps
+}
+
+// checkEnvironment checks that workload identity finds what the webhook injects.
+func (a Auth) checkEnvironment(getenv func(string) string, ps *Problems) {
+	if a.Mode != AuthWorkloadIdentity {
+		return
+	}
+	var missing []string
+	for _, k := range []string{EnvFederatedTokenFile, EnvTenantID} {
+		if getenv(k) == "" {
+			missing = append(missing, k)
+		}
+	}
+	if a.ClientID == "" && getenv(EnvClientID) == "" {
+		missing = append(missing, EnvClientID+" (or auth.clientId)")
+	}
+	switch {
+	case len(missing) > 0:
+		ps.add("auth.mode", "workload-identity needs %s, which the AKS Workload Identity webhook injects: label the pod azure.workload.identity/use=true and annotate its service account with the client id", strings.Join(missing, ", "))
+	default:
+		if _, err := os.Stat(getenv(EnvFederatedTokenFile)); err != nil {
+			ps.add("auth.mode", "workload-identity: %s %s: %v", EnvFederatedTokenFile, getenv(EnvFederatedTokenFile), pathErr(err))
+		}
+	}
 }
 
 // pathErr drops the path an *fs.PathError repeats, since the message names it already.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"reflect"
 	"strings"
@@ -17,51 +16,68 @@ import (
 // LoadFile reads and parses a configuration file over the defaults. It does not
 // validate: apply the flags first, then call Validate.
 func LoadFile(path string) (Config, error) {
+	cfg, ps, err := loadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, ps.err()
+}
+
+// loadFile is LoadFile with the file's located problems apart from the two
+// errors that stand alone (unreadable, not YAML), so that Load can add the
+// validation's problems to them.
+func loadFile(path string) (Config, Problems, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return Config{}, nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(data)
+	return parse(data)
 }
 
 // Parse decodes YAML over the defaults. Unknown keys and values of the wrong
-// type are reported together, each with its YAML path, as Problems.
+// type are reported together, each with its YAML path, as Problems; a file that
+// is not YAML at all as a *SyntaxError, alone.
 //
 // The file is walked as a yaml.Node tree rather than decoded in one go, because
 // yaml.v3's KnownFields reports line numbers and stops on the first bad field;
 // operators need the path of every problem at once.
 func Parse(data []byte) (Config, error) {
+	cfg, ps, err := parse(data)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, ps.err()
+}
+
+// parse is Parse with the located problems apart from a syntax error.
+func parse(data []byte) (Config, Problems, error) {
 	cfg := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return cfg, nil // an empty file: validation says what is missing
+			return cfg, nil, nil // an empty file: validation says what is missing
 		}
 		// Alone: the walk of a document that did not parse would only
 		// invent "required" errors after it.
-		return cfg, &SyntaxError{err: err}
+		return cfg, nil, &SyntaxError{err: err}
 	}
 	var ps Problems
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		ps = append(ps, Problem{Message: "more than one YAML document; put the whole configuration in one"})
+		ps.add("", "more than one YAML document; put the whole configuration in one")
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return cfg, nil
+		return cfg, ps, nil
 	}
 	w := walker{}
 	w.decode(root, reflect.ValueOf(&cfg).Elem(), "")
-	ps = append(ps, w.problems...)
-	if len(ps) > 0 {
-		return cfg, ps
-	}
-	return cfg, nil
+	return cfg, append(ps, w.problems...), nil
 }
 
 // SyntaxError is a file that is not YAML at all. It is reported alone.
@@ -70,6 +86,9 @@ type SyntaxError struct{ err error }
 func (e *SyntaxError) Error() string { return fmt.Sprintf("not valid YAML: %v", e.err) }
 
 func (e *SyntaxError) Unwrap() error { return e.err }
+
+// Is makes errors.Is(err, ErrInvalid) true for a syntax error.
+func (e *SyntaxError) Is(target error) bool { return target == ErrInvalid }
 
 // IsSyntaxError reports whether err is a YAML syntax error from Parse.
 func IsSyntaxError(err error) bool {
@@ -199,19 +218,4 @@ func kindName(k reflect.Kind) string {
 	default:
 		return k.String()
 	}
-}
-
-// ParseLevel turns log.level into a slog.Level.
-func ParseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("%q is %w", s, errLevel)
 }

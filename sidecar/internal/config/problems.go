@@ -1,0 +1,54 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrInvalid matches (errors.Is) every error that says the configuration is
+// wrong, as opposed to a runtime failure: Problems and a YAML syntax error. The
+// binary exits 2 on it, also when app.New finds a problem Load did not (a file
+// that changed in between).
+var ErrInvalid = errors.New("invalid configuration")
+
+// Problem is one configuration error, located by its YAML path.
+type Problem struct {
+	Path    string
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// Problems is every configuration error found at once.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true for Problems.
+func (ps Problems) Is(target error) bool { return target == ErrInvalid }
+
+// add records one problem at path; each section's check calls it.
+func (ps *Problems) add(path, format string, args ...any) {
+	*ps = append(*ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// err returns ps as an error, or nil when there is no problem (a nil
+// Problems in an error interface would not be nil).
+func (ps Problems) err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
