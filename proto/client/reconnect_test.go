@@ -16,36 +16,39 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/secretproxy/secretproxy/proto/client"
-	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
-// gatedDialer dials socket unless down is set, when it refuses and counts the
-// refusal, as a sidecar that is not listening would.
+// gatedDialer dials socket unless down is set, when it refuses, as a sidecar
+// that is not listening would; refusedEnough is closed at the refusals-th
+// refusal.
 type gatedDialer struct {
-	socket  string
-	down    atomic.Bool
-	refused atomic.Int64
+	socket        string
+	refusals      int64
+	down          atomic.Bool
+	refused       atomic.Int64
+	refusedEnough chan struct{}
 }
 
 func (g *gatedDialer) dial(ctx context.Context, _ string) (net.Conn, error) {
 	if g.down.Load() {
-		g.refused.Add(1)
+		if g.refused.Add(1) == g.refusals {
+			close(g.refusedEnough)
+		}
 		return nil, &net.OpError{Op: "dial", Net: "unix", Err: syscall.ECONNREFUSED}
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, "unix", g.socket)
 }
 
-// restart replaces a stopped fake sidecar on socket by a new one whose first
-// stream sends v.
-func restart(t *testing.T, socket, v string) {
+// restart brings a stopped fake sidecar back on its socket with a rotation
+// (db-password's next version) made while it was down.
+func restart(t *testing.T, f *secretproxytest.Server) {
 	t.Helper()
-	if err := os.Remove(socket); err != nil && !os.IsNotExist(err) {
+	f.Publish(map[string]string{"db-password": "test-value-rotated"})
+	if err := f.Listen(f.Socket()); err != nil {
 		t.Fatal(err)
 	}
-	f := newFake()
-	f.streams <- fakeStream{msgs: []*secretproxyv1.WatchSecretsResponse{msg(secret("db-password", v))}}
-	serve(t, f, socket)
 }
 
 // TestWatchBackSoonAfterLongOutage: the sidecar stays away until the client has
@@ -55,25 +58,22 @@ func restart(t *testing.T, socket, v string) {
 // 100 ms) the watch is back at once. The 10 s deadline is only a generous
 // bound between the two.
 func TestWatchBackSoonAfterLongOutage(t *testing.T) {
-	sock := socketPath(t)
-	g := &gatedDialer{socket: sock}
-	first := newFake()
-	stop := serve(t, first, sock)
-	first.streams <- fakeStream{msgs: []*secretproxyv1.WatchSecretsResponse{msg(secret("db-password", "v1"))}}
-	c := dial(t, sock, client.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
+	f := secretproxytest.Start(t, map[string]string{"db-password": "test-value-1"})
+	const refusals = 7
+	g := &gatedDialer{socket: f.Socket(), refusals: refusals, refusedEnough: make(chan struct{})}
+	c := dial(t, f, client.WithBackoff(10*time.Millisecond, 100*time.Millisecond),
 		client.WithDialOptions(grpc.WithContextDialer(g.dial)))
 	updates, _, _ := collect(t, c, nil)
 	next(t, updates)
 
 	g.down.Store(true)
-	stop()
-	const refusals = 7
-	for deadline := time.Now().Add(2 * time.Minute); g.refused.Load() < refusals; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d connection attempts in 2 minutes, want %d", g.refused.Load(), refusals)
-		}
+	f.Stop()
+	select {
+	case <-g.refusedEnough:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("only %d connection attempts in 2 minutes, want %d", g.refused.Load(), refusals)
 	}
-	restart(t, sock, "v2")
+	restart(t, f)
 	back := time.Now()
 	g.down.Store(false)
 	select {
@@ -130,26 +130,24 @@ func TestMeasureWatchRecovery(t *testing.T) {
 		for _, v := range variants {
 			t.Run(v.name+"/"+o.String(), func(t *testing.T) {
 				t.Parallel()
-				sock := socketPath(t)
-				first := newFake()
-				stop := serve(t, first, sock)
-				first.streams <- fakeStream{msgs: []*secretproxyv1.WatchSecretsResponse{msg(secret("db-password", "v1"))}}
+				f := secretproxytest.Start(t, map[string]string{"db-password": "test-value-1"})
 				// The client's defaults (100 ms to 5 s), not the test helper's.
 				opts := append([]client.Option{client.WithLogger(slog.New(slog.DiscardHandler))}, v.opts...)
-				c, err := client.Dial("unix://"+sock, opts...)
+				c, err := client.Dial(f.Target(), opts...)
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { c.Close() })
 				updates, _, _ := collect(t, c, nil)
 				next(t, updates)
-				stop()
+				f.Stop()
+				// The outage itself is what this measures: a real wait.
 				select {
 				case <-time.After(o):
 				case <-t.Context().Done():
 					return
 				}
-				restart(t, sock, "v2")
+				restart(t, f)
 				back := time.Now()
 				select {
 				case <-updates:

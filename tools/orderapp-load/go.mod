@@ -8,7 +8,7 @@ replace (
 )
 
 require (
-	github.com/secretproxy/secretproxy/orderapp v0.0.0
+	github.com/secretproxy/secretproxy/proto v0.0.0
 	github.com/tsenart/vegeta/v12 v12.13.0
 )
 
@@ -17,7 +17,6 @@ require (
 	github.com/josharian/intern v1.0.0 // indirect
 	github.com/mailru/easyjson v0.7.7 // indirect
 	github.com/rs/dnscache v0.0.0-20230804202142-fc85eb664529 // indirect
-	github.com/secretproxy/secretproxy/proto v0.0.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect

@@ -1,5 +1,5 @@
 // Command orderapp-load measures the order application end to end: it starts a
-// fake sidecar (orderapp/sidecartest) that serves SQLite credentials, runs the
+// fake sidecar (proto/secretproxytest) that serves SQLite credentials, runs the
 // real orderapp binary to migrate, seed, export and serve, and attacks
 // GET /api/v1/clients/{id}/orders?limit=100 with vegeta. It reports seed speed,
 // export memory, throughput and latency percentiles, and how many sidecar calls
@@ -30,7 +30,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
 type options struct {
@@ -149,7 +149,7 @@ func rateText(r int) string {
 	return strconv.Itoa(r) + "/s"
 }
 
-func calls(sc *sidecartest.Server) map[string]int {
+func calls(sc *secretproxytest.Server) map[string]int {
 	out := map[string]int{}
 	for _, m := range []string{"GetSecret", "RefreshSecret", "WatchSecrets"} {
 		out[m] = sc.Calls(m)
@@ -257,8 +257,8 @@ func measureExport(bin, dir string, n int) error {
 // on dir/<name>.sock, migrates and seeds it with the real orderapp binary, and
 // returns the sidecar (the caller stops it), the flags that reach it, and what
 // the seed wrote and how long it took.
-func seedDatabase(bin, dir, name string, clients, orders int) (*sidecartest.Server, []string, seedStats, time.Duration, error) {
-	sc := sidecartest.New(sqliteCredentials(filepath.Join(dir, name+".db")))
+func seedDatabase(bin, dir, name string, clients, orders int) (*secretproxytest.Server, []string, seedStats, time.Duration, error) {
+	sc := secretproxytest.New(sqliteCredentials(filepath.Join(dir, name+".db")))
 	if err := sc.Listen(filepath.Join(dir, name+".sock")); err != nil {
 		return nil, nil, seedStats{}, 0, err
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
 // TestNoAzureSDK: the binary must not link the Azure SDK (go-mssqldb's azuread
@@ -64,7 +64,7 @@ func runCmd(t *testing.T, args ...string) (string, string, error) {
 func TestCommands(t *testing.T) {
 	dbFile := filepath.Join(t.TempDir(), "orders.db")
 	// sqlite uses only db-name, but the app watches all four, as with every driver.
-	sc := sidecartest.Start(t, map[string]string{
+	sc := secretproxytest.Start(t, map[string]string{
 		"db-server": "localhost", "db-user": "orders_app", "db-password": "test-password-1", "db-name": dbFile,
 	})
 	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite", "--log-format", "text"}
@@ -245,7 +245,7 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 // password secret (the fake sidecar has none).
 func TestCommandsEntraSQLite(t *testing.T) {
 	dbFile := filepath.Join(t.TempDir(), "orders.db")
-	sc := sidecartest.Start(t, map[string]string{"db-server": "localhost", "db-name": dbFile})
+	sc := secretproxytest.Start(t, map[string]string{"db-server": "localhost", "db-name": dbFile})
 	sc.SetToken("https://database.windows.net/.default", "test-token-demo", time.Now().Add(time.Hour))
 	_, stderr, err := runCmd(t, "migrate", "--sidecar", sc.Target(), "--db-driver", "sqlite", "--db-auth", "entra", "--log-format", "text")
 	if err != nil {

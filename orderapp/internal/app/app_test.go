@@ -24,7 +24,7 @@ import (
 	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
-	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
 const (
@@ -37,7 +37,7 @@ const (
 
 type harness struct {
 	pg   *pgtest.Server
-	sc   *sidecartest.Server
+	sc   *secretproxytest.Server
 	app  *app.App
 	base string
 	logs *logbuf.Buffer
@@ -64,7 +64,7 @@ func createOrders(t *testing.T, pg *pgtest.Server) {
 // startApp runs the application against pg as start does, whatever state pg is in.
 func startApp(t *testing.T, pg *pgtest.Server, sidecarPW string) *harness {
 	t.Helper()
-	sc := sidecartest.Start(t, map[string]string{
+	sc := secretproxytest.Start(t, map[string]string{
 		"db-server": pg.Addr(), "db-user": appUser, "db-password": sidecarPW, "db-name": database,
 	})
 	logs := &logbuf.Buffer{}
@@ -81,7 +81,7 @@ func startApp(t *testing.T, pg *pgtest.Server, sidecarPW string) *harness {
 }
 
 // serve runs a on a loopback port until the test ends, and wraps it in a harness.
-func serve(t *testing.T, a *app.App, pg *pgtest.Server, sc *sidecartest.Server, logs *logbuf.Buffer) *harness {
+func serve(t *testing.T, a *app.App, pg *pgtest.Server, sc *secretproxytest.Server, logs *logbuf.Buffer) *harness {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

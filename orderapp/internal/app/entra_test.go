@@ -18,7 +18,7 @@ import (
 	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
-	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
 // startEntra runs the application with --db-auth entra against a fake sidecar
@@ -34,7 +34,7 @@ func startEntra(t *testing.T, token string, life time.Duration) (*harness, time.
 	db.DB.Close()
 	exp := time.Now().Add(life)
 	pg.SetPasswordUntil(t, appUser, token, exp)
-	sc := sidecartest.Start(t, map[string]string{"db-server": pg.Addr(), "db-user": appUser, "db-name": database})
+	sc := secretproxytest.Start(t, map[string]string{"db-server": pg.Addr(), "db-user": appUser, "db-name": database})
 	sc.SetToken(client.ScopeAzurePostgres, token, exp)
 	logs := &logbuf.Buffer{}
 	a, err := app.New(app.Config{

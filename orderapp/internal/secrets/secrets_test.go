@@ -16,12 +16,12 @@ import (
 	"github.com/secretproxy/secretproxy/proto/client"
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
-	"github.com/secretproxy/secretproxy/orderapp/sidecartest"
+	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
 var initial = map[string]string{"db-server": "sql.example:1433", "db-user": "app", "db-password": "test-password-1", "db-name": "orders"}
 
-func dial(t *testing.T, sc *sidecartest.Server) *client.Client {
+func dial(t *testing.T, sc *secretproxytest.Server) *client.Client {
 	t.Helper()
 	c, err := client.Dial(sc.Target(), client.WithBackoff(20*time.Millisecond, 200*time.Millisecond))
 	if err != nil {
@@ -34,7 +34,7 @@ func dial(t *testing.T, sc *sidecartest.Server) *client.Client {
 var ignoreVersion = cmpopts.IgnoreFields(secrets.Credentials{}, "Version")
 
 func TestFirstAndRefresh(t *testing.T) {
-	sc := sidecartest.Start(t, initial)
+	sc := secretproxytest.Start(t, initial)
 	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), slog.New(slog.DiscardHandler))
 	got, err := w.First(t.Context())
 	if err != nil {
@@ -62,7 +62,7 @@ func TestFirstAndRefresh(t *testing.T) {
 }
 
 func TestRunAppliesEveryChange(t *testing.T) {
-	sc := sidecartest.Start(t, initial)
+	sc := secretproxytest.Start(t, initial)
 	var logs bytes.Buffer
 	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), slog.New(slog.NewJSONHandler(&logs, nil)))
 	var mu sync.Mutex
@@ -121,7 +121,7 @@ func TestRunAppliesEveryChange(t *testing.T) {
 }
 
 func TestMissingSecret(t *testing.T) {
-	sc := sidecartest.Start(t, map[string]string{"db-name": "x.db"})
+	sc := secretproxytest.Start(t, map[string]string{"db-name": "x.db"})
 	// Every driver, sqlite included, needs all four; the fake answers
 	// NOT_FOUND for the rest.
 	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), slog.New(slog.DiscardHandler))

@@ -1,4 +1,4 @@
-package sidecartest
+package secretproxytest
 
 import (
 	"context"
@@ -57,7 +57,6 @@ func (s *Server) TokenCalls(scope string) int {
 // GetAccessToken answers the token set for the scope; an undeclared scope is
 // PERMISSION_DENIED, as from the real sidecar.
 func (s *Server) GetAccessToken(_ context.Context, req *secretproxyv1.GetAccessTokenRequest) (*secretproxyv1.GetAccessTokenResponse, error) {
-	s.count("GetAccessToken")
 	t := s.tokens()
 	t.mu.Lock()
 	defer t.mu.Unlock()
