@@ -128,11 +128,11 @@ func TestReadStates(t *testing.T) {
 				tt.before(v)
 			}
 			h := newHarness(t, cfg, v)
-			h.c.Pass(t.Context(), true)
+			h.c.Pass(t.Context(), AllSecrets)
 			if tt.after != nil {
 				tt.after(v)
 				h.clk.Advance(cfg.Refresh.Interval.D())
-				h.c.Pass(t.Context(), true)
+				h.c.Pass(t.Context(), AllSecrets)
 			}
 			h.clk.Advance(tt.advance)
 			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -172,7 +172,7 @@ func TestNeverLoadedWaitsThenUnavailable(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	v.setAll(errOutage)
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 
 	done := make(chan error, 1)
 	created := h.clk.TimerCreated()
@@ -280,7 +280,7 @@ func TestRetryAfterHoldsEveryRead(t *testing.T) {
 func TestRefreshSecretMinInterval(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	first, _ := h.c.Get(t.Context(), "a")
 
 	v.set("a", "test-value-a2", "v2")
@@ -368,7 +368,7 @@ func TestWatchRotationInOneMessage(t *testing.T) {
 func TestWatchRefreshSecretChangeIsPushed(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-1"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	msgs, _ := watch(t, h.c)
 	recv(t, msgs)
 	v.set("a", "test-value-2", "v2")
@@ -387,7 +387,7 @@ func TestWatchSettling(t *testing.T) {
 	v.setErr("off", source.ErrDisabled)
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "gone", Optional: true}, config.Secret{Name: "off"})
 	h := newHarness(t, cfg, v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 
 	tests := []struct {
 		names []string
@@ -417,7 +417,7 @@ func TestWatchSettling(t *testing.T) {
 func TestDrainEndsWatchers(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	msgs, errc := watch(t, h.c)
 	recv(t, msgs)
 	h.c.Drain()
@@ -435,19 +435,19 @@ func TestReadiness(t *testing.T) {
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "opt", Optional: true})
 	cfg.Refresh.MaxStale = config.Duration(time.Hour)
 	h := newHarness(t, cfg, v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	if ok, waiting := h.c.Ready(); ok || !cmp.Equal(waiting, []string{"a"}) {
 		t.Fatalf("Ready = %v %v, want false [a]", ok, waiting)
 	}
 	v.setAll(nil)
 	h.clk.Advance(time.Minute)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	if ok, waiting := h.c.Ready(); !ok {
 		t.Fatalf("Ready = false %v; the optional secret must not hold readiness back", waiting)
 	}
 	v.setAll(errOutage)
 	h.clk.Advance(time.Minute)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	if ok, _ := h.c.Ready(); !ok {
 		t.Error("unready during an outage within maxStale")
 	}
@@ -460,7 +460,7 @@ func TestReadiness(t *testing.T) {
 func TestListHasNoValues(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	got := h.c.List()
 	want := []*secretproxyv1.Secret{
 		{Name: "a", Version: "v1", UpdateTime: timestamp(time.Unix(1_700_000_000, 0)), RefreshTime: timestamp(t0)},
@@ -496,7 +496,7 @@ func TestVaultReadsAreBounded(t *testing.T) {
 	v.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		c.Pass(t.Context(), true) // s-00 was read less than minInterval ago: 19 reads
+		c.Pass(t.Context(), AllSecrets) // s-00 was read less than minInterval ago: 19 reads
 		close(done)
 	}()
 	waitFor(t, "three reads in flight", func() bool { return v.count() == 4 })
@@ -520,7 +520,7 @@ func TestVaultReadsAreBounded(t *testing.T) {
 func TestRefreshSecretJoinsReadInFlight(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-1"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	v.set("a", "test-value-2", "v2")
 	v.mu.Lock()
 	v.gate = make(chan struct{})
@@ -529,7 +529,7 @@ func TestRefreshSecretJoinsReadInFlight(t *testing.T) {
 
 	passDone := make(chan struct{})
 	go func() {
-		h.c.Pass(t.Context(), true)
+		h.c.Pass(t.Context(), AllSecrets)
 		close(passDone)
 	}()
 	waitFor(t, "the pass's read", func() bool { return v.count() == 2 })
@@ -562,7 +562,7 @@ func TestRetryAfterHoldsQueuedReads(t *testing.T) {
 	v.setAll(errThrottle) // 429, Retry-After: 30
 	done := make(chan struct{})
 	go func() {
-		c.Pass(t.Context(), true)
+		c.Pass(t.Context(), AllSecrets)
 		close(done)
 	}()
 	waitFor(t, "the first read in flight", func() bool { return v.count() == 1 })
@@ -574,12 +574,12 @@ func TestRetryAfterHoldsQueuedReads(t *testing.T) {
 
 	v.setAll(nil)
 	clk.Advance(29 * time.Second)
-	c.Pass(t.Context(), false)
+	c.Pass(t.Context(), DueRetries)
 	if n := v.count(); n != 1 {
 		t.Fatalf("vault reads 29 s into Retry-After: 30 = %d, want 1", n)
 	}
 	clk.Advance(time.Second)
-	c.Pass(t.Context(), false)
+	c.Pass(t.Context(), DueRetries)
 	if n := v.count(); n != 4 {
 		t.Errorf("vault reads once Retry-After has passed = %d, want 4 (each postponed read is retried)", n)
 	}
@@ -594,7 +594,7 @@ func TestRetryAfterHoldsQueuedReads(t *testing.T) {
 func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-a", "opt": "test-value-opt"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "opt", Optional: true}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	early, _ := watch(t, h.c, "a", "opt")
 	if diff := cmp.Diff(map[string]string{"a": "v1=test-value-a", "opt": "v1=test-value-opt"}, recv(t, early)); diff != "" {
 		t.Errorf("first message before the disable (-want +got):\n%s", diff)
@@ -602,7 +602,7 @@ func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
 
 	v.setErr("opt", source.ErrDisabled)
 	h.clk.Advance(5 * time.Minute)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	late, _ := watch(t, h.c, "a", "opt")
 	if diff := cmp.Diff(map[string]string{"a": "v1=test-value-a"}, recv(t, late)); diff != "" {
 		t.Errorf("first message while opt is disabled (-want +got):\n%s", diff)
@@ -610,7 +610,7 @@ func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
 
 	v.setErr("opt", nil)
 	h.clk.Advance(5 * time.Minute)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	if diff := cmp.Diff(map[string]string{"opt": "v1=test-value-opt"}, recv(t, late)); diff != "" {
 		t.Errorf("message after opt is enabled again (-want +got):\n%s", diff)
 	}
@@ -647,10 +647,10 @@ func TestReadinessMaxStaleByAnswer(t *testing.T) {
 			cfg := testConfig(config.Secret{Name: "a"})
 			cfg.Refresh.MaxStale = config.Duration(time.Hour)
 			h := newHarness(t, cfg, v)
-			h.c.Pass(t.Context(), true)
+			h.c.Pass(t.Context(), AllSecrets)
 			v.setErr("a", tt.answer)
 			h.clk.Advance(5 * time.Minute)
-			h.c.Pass(t.Context(), true)
+			h.c.Pass(t.Context(), AllSecrets)
 			h.clk.Advance(tt.advance)
 			if ok, waiting := h.c.Ready(); ok != tt.ready {
 				t.Errorf("Ready = %v %v, want %v", ok, waiting, tt.ready)
@@ -676,7 +676,7 @@ func TestRefreshAtDrain(t *testing.T) {
 			v := newFakeSource(map[string]string{"a": "test-value-a"})
 			h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 			if tt.preload {
-				h.c.Pass(t.Context(), true)
+				h.c.Pass(t.Context(), AllSecrets)
 			}
 			reads := v.count()
 			v.mu.Lock()
@@ -732,7 +732,7 @@ func TestWatchFirstMessageRefuseExpired(t *testing.T) {
 			cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "x", Optional: tt.optional})
 			cfg.Refresh.RefuseExpired = tt.refuse
 			h := newHarness(t, cfg, v)
-			h.c.Pass(t.Context(), true)
+			h.c.Pass(t.Context(), AllSecrets)
 			msgs, errc := watch(t, h.c)
 			if tt.want != nil {
 				select {

@@ -39,7 +39,7 @@ func TestSecretGauges(t *testing.T) {
 			if i > 0 {
 				h.clk.Advance(5 * time.Minute)
 			}
-			h.c.Pass(t.Context(), true)
+			h.c.Pass(t.Context(), AllSecrets)
 			if got := testutil.ToFloat64(h.m.LastSuccess.WithLabelValues("a")); got != float64(st.lastSuccess.Unix()) {
 				t.Errorf("last success = %v, want %v", got, st.lastSuccess.Unix())
 			}

@@ -55,7 +55,7 @@ func TestWaitEndsBeforeDeadline(t *testing.T) {
 	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	v.setAll(errOutage)
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 
 	// The deadline is real time; the wait's timer is on the fake clock, so
 	// nothing here depends on how fast the machine is.

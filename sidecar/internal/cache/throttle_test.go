@@ -34,7 +34,7 @@ func TestThrottleSpreadDoubles(t *testing.T) {
 	roundOf := func(what string, maxReads int, want time.Duration) {
 		t.Helper()
 		before := v.count()
-		h.c.Pass(t.Context(), true)
+		h.c.Pass(t.Context(), AllSecrets)
 		if got := v.count() - before; got < 1 || got > maxReads {
 			t.Fatalf("%s: %d vault reads, want 1 to %d (reads that went out before the 429 came back; the rest held back)", what, got, maxReads)
 		}
@@ -54,7 +54,7 @@ func TestThrottleSpreadDoubles(t *testing.T) {
 	// a is answered (b is not: the vault fails it), which starts the rounds again.
 	v.setAll(nil)
 	v.setErr("b", errOutage)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	v.setAll(errThrottle)
 	h.clk.Advance(time.Minute)
 	roundOf("first round after an answer", 2, 30*time.Second+5*time.Second)
@@ -62,13 +62,13 @@ func TestThrottleSpreadDoubles(t *testing.T) {
 	// Loaded: a refresh meets the 429 and waits up to half an interval more.
 	v.setAll(nil)
 	v.setErr("b", nil)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	if ok, waiting := h.c.Ready(); !ok {
 		t.Fatalf("not ready once the vault answers: %v", waiting)
 	}
 	v.setAll(errThrottle)
 	h.clk.Advance(5 * time.Minute)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	if got, want := h.c.blockedFor(), 30*time.Second+75*time.Second; got != want {
 		t.Errorf("throttled in steady state: blocked for %s, want %s (Retry-After + 0.5 x half the interval)", got, want)
 	}
@@ -94,7 +94,7 @@ func TestProbingSendsOneReadAtATime(t *testing.T) {
 		before := v.count()
 		done := make(chan struct{})
 		go func() {
-			h.c.Pass(t.Context(), true)
+			h.c.Pass(t.Context(), AllSecrets)
 			close(done)
 		}()
 		waitFor(t, what+": the first read", func() bool { return v.count() == before+1 })
@@ -123,11 +123,11 @@ func TestProbingSendsOneReadAtATime(t *testing.T) {
 	// gone out when the first 429 came are held back.
 	v.setAll(errThrottle)
 	h.clk.Advance(5 * time.Minute)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	// The next round probes: one read meets the 429, three are held back.
 	h.clk.Advance(h.c.blockedFor())
 	before := v.count()
-	h.c.Pass(t.Context(), false)
+	h.c.Pass(t.Context(), DueRetries)
 	if n := v.count() - before; n != 1 {
 		t.Fatalf("retry into a throttled vault: %d reads, want 1 (the probe)", n)
 	}
@@ -150,7 +150,7 @@ func TestThrottleWarnsInSteadyState(t *testing.T) {
 	}
 
 	v.setAll(errThrottle)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	if s, st := throttled(metrics.PhaseStartup), throttled(metrics.PhaseSteady); s != 1 || st != 0 {
 		t.Errorf("after a 429 at start: startup %v steady %v, want 1 and 0 (the held-back read is not a 429)", s, st)
 	}
@@ -160,10 +160,10 @@ func TestThrottleWarnsInSteadyState(t *testing.T) {
 
 	v.setAll(nil)
 	h.clk.Advance(h.c.blockedFor())
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	v.setAll(errThrottle)
 	h.clk.Advance(5 * time.Minute)
-	h.c.Pass(t.Context(), true)
+	h.c.Pass(t.Context(), AllSecrets)
 	// A steady pass sends both reads together: one or both may meet the 429,
 	// and the counter counts 429 answers; the warning is once per round.
 	if s, st := throttled(metrics.PhaseStartup), throttled(metrics.PhaseSteady); s != 1 || st < 1 || st > 2 {

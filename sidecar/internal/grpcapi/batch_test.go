@@ -29,7 +29,7 @@ func TestBatchGetRules(t *testing.T) {
 	}
 	vault := staticVault{"a": "test-value-a", "b": "test-value-b"} // "gone" is absent
 	c := cache.New(cfg, vault, cache.Options{})
-	c.Pass(t.Context(), true)
+	c.Pass(t.Context(), cache.AllSecrets)
 	s := NewService(c, testNames)
 
 	repeat := func(n int) []string {
@@ -95,7 +95,7 @@ func TestBatchGetWaitsFiveSecondsWithoutDeadline(t *testing.T) {
 	cfg.Secrets = []config.Secret{{Name: "a"}, {Name: "b"}}
 	clk := clock.NewFake(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	c := cache.New(cfg, outageVault{}, cache.Options{Clock: clk})
-	c.Pass(t.Context(), true)
+	c.Pass(t.Context(), cache.AllSecrets)
 	s := NewService(c, testNames)
 
 	created := clk.TimerCreated()
