@@ -132,7 +132,7 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	if a.backend, err = openBackend(cfg, o, m); err != nil {
 		return nil, err
 	}
-	a.cache = cache.New(cfg, a.backend.source, cache.Options{Clock: o.Clock, Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
+	a.cache = cache.New(cfg, a.backend.source, cache.Options{Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
 	a.tokens = accesstoken.New(a.backend.tokens, accesstoken.Options{
 		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
 		Clock: o.Clock, Metrics: m, Logger: log, Reason: a.backend.tokenFailure,

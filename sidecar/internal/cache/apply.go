@@ -12,7 +12,7 @@ import (
 // applyLocked records one answer of the backend. It returns the secret to
 // publish to watchers (see loadedLocked), or nil.
 func (c *Cache) applyLocked(e *entry, s source.Secret, err error, took time.Duration) *secretproxyv1.Secret {
-	now := c.clk.Now()
+	now := time.Now()
 	if err == nil {
 		return c.loadedLocked(e, s, now, took)
 	}

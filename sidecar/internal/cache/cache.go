@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 	"github.com/secretproxy/secretproxy/sidecar/internal/source"
@@ -46,8 +45,11 @@ var errNotLoaded = errors.New("not loaded yet")
 var errHeldBack = errors.New("held back by the vault's Retry-After: not sent")
 
 // Options are the cache's collaborators; zero values get defaults.
+//
+// Time is the wall clock (time.Now, time.NewTimer): the tests run the cache
+// in testing/synctest bubbles, whose fake clock moves only when every
+// goroutine of the bubble waits, so no clock is injected.
 type Options struct {
-	Clock   clock.Clock
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Rand returns a number in [0, 1) for jitter.
@@ -100,7 +102,6 @@ type entry struct {
 type Cache struct {
 	cfg  config.Refresh
 	src  source.Source
-	clk  clock.Clock
 	m    *metrics.Metrics
 	log  *slog.Logger
 	rnd  func() float64
@@ -137,9 +138,6 @@ type Cache struct {
 
 // New builds a cache for the declared secrets. Call Run to prefetch and refresh.
 func New(cfg config.Config, src source.Source, o Options) *Cache {
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -163,7 +161,7 @@ func New(cfg config.Config, src source.Source, o Options) *Cache {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{
-		cfg: cfg.Refresh, src: src, clk: o.Clock, m: o.Metrics, log: o.Logger, rnd: o.Rand, opts: o,
+		cfg: cfg.Refresh, src: src, m: o.Metrics, log: o.Logger, rnd: o.Rand, opts: o,
 		byName:   make(map[string]*entry, len(cfg.Secrets)),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -253,11 +251,11 @@ func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
 	if v.kind == kindDisabled {
 		return nil, ErrDisabled
 	}
-	if c.cfg.MaxStale > 0 && v.kind != kindOK && c.clk.Now().Sub(v.lastSuccess) > c.cfg.MaxStale.D() {
+	if c.cfg.MaxStale > 0 && v.kind != kindOK && time.Now().Sub(v.lastSuccess) > c.cfg.MaxStale.D() {
 		return nil, ErrTooStale
 	}
 	if c.cfg.RefuseExpired {
-		now := c.clk.Now()
+		now := time.Now()
 		if !v.expires.IsZero() && !now.Before(v.expires) {
 			return nil, ErrExpired
 		}
@@ -271,7 +269,7 @@ func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
 // newWaitTimer bounds a slow read: it fires 100 ms before ctx's deadline, so
 // the caller gets UNAVAILABLE rather than DEADLINE_EXCEEDED, or after
 // DefaultWait without one.
-func (c *Cache) newWaitTimer(ctx context.Context) clock.Timer {
+func (c *Cache) newWaitTimer(ctx context.Context) *time.Timer {
 	d := c.opts.DefaultWait
 	if dl, ok := ctx.Deadline(); ok {
 		d = time.Until(dl) - 100*time.Millisecond
@@ -279,14 +277,14 @@ func (c *Cache) newWaitTimer(ctx context.Context) clock.Timer {
 	if d <= 0 {
 		d = time.Millisecond
 	}
-	return c.clk.NewTimer(d)
+	return time.NewTimer(d)
 }
 
 // awaitRead joins or starts a vault read of e (unless minInterval or
 // Retry-After forbid one) and waits for its answer. answered is true when
 // the wait itself decided the answer (the timer fired, ctx ended, or the
 // sidecar is draining); otherwise the caller answers from the cache.
-func (c *Cache) awaitRead(ctx context.Context, e *entry, timer clock.Timer) (answered bool, s *secretproxyv1.Secret, err error) {
+func (c *Cache) awaitRead(ctx context.Context, e *entry, timer *time.Timer) (answered bool, s *secretproxyv1.Secret, err error) {
 	c.mu.Lock()
 	fl := c.startLocked(e, byCaller)
 	c.mu.Unlock()
@@ -296,7 +294,7 @@ func (c *Cache) awaitRead(ctx context.Context, e *entry, timer clock.Timer) (ans
 	select {
 	case <-fl.done:
 		return false, nil, nil
-	case <-timer.C():
+	case <-timer.C:
 		s, err = c.serveOrUnavailable(e)
 	case <-ctx.Done():
 		err = ErrUnavailable
@@ -314,7 +312,7 @@ func (c *Cache) awaitRead(ctx context.Context, e *entry, timer clock.Timer) (ans
 // awaitLoad answers e from the cache, waiting for a first load if needed (and
 // starting a vault read if none is in flight) until the timer fires, ctx ends
 // or the sidecar drains.
-func (c *Cache) awaitLoad(ctx context.Context, e *entry, timer clock.Timer, who caller) (*secretproxyv1.Secret, error) {
+func (c *Cache) awaitLoad(ctx context.Context, e *entry, timer *time.Timer, who caller) (*secretproxyv1.Secret, error) {
 	first := true
 	for {
 		// Checked under the lock that also guards every view change and
@@ -341,7 +339,7 @@ func (c *Cache) awaitLoad(ctx context.Context, e *entry, timer clock.Timer, who 
 
 		select {
 		case <-ch: // a vault answer (every one broadcasts)
-		case <-timer.C():
+		case <-timer.C:
 			return nil, ErrUnavailable
 		case <-ctx.Done():
 			return nil, ErrUnavailable
@@ -374,7 +372,7 @@ func (c *Cache) Changed() <-chan struct{} {
 // Ready reports whether every non-optional secret has been loaded once and
 // none is older than maxStale; notReady names the ones holding readiness back.
 func (c *Cache) Ready() (ready bool, notReady []string) {
-	now := c.clk.Now()
+	now := time.Now()
 	for _, e := range c.entries {
 		if e.decl.Optional {
 			continue

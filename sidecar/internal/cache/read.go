@@ -36,7 +36,7 @@ func (c *Cache) startLocked(e *entry, o origin) *flight {
 	if e.flight != nil {
 		return e.flight
 	}
-	now := c.clk.Now()
+	now := time.Now()
 	if now.Before(c.blockedUntil) {
 		return nil
 	}
@@ -123,7 +123,7 @@ func (c *Cache) read(e *entry) (s source.Secret, took time.Duration, err error) 
 	c.mu.Lock()
 	until := c.blockedUntil
 	c.mu.Unlock()
-	if now := c.clk.Now(); now.Before(until) {
+	if now := time.Now(); now.Before(until) {
 		return s, 0, &source.TransientError{RetryAfter: until.Sub(now), Err: errHeldBack}
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)

@@ -26,28 +26,28 @@ const (
 // flight are cancelled when it returns.
 func (c *Cache) Run(ctx context.Context) error {
 	defer c.cancel()
-	nextPass := c.clk.Now()
+	nextPass := time.Now()
 	first := true
 	for {
-		if now := c.clk.Now(); !c.blocked(now) {
+		if now := time.Now(); !c.blocked(now) {
 			if now.Before(nextPass) {
 				c.Pass(ctx, DueRetries)
 			} else {
 				c.Pass(ctx, AllSecrets)
 				if first {
-					nextPass = c.clk.Now().Add(c.firstInterval())
+					nextPass = time.Now().Add(c.firstInterval())
 					first = false
 				} else {
-					nextPass = c.clk.Now().Add(c.interval())
+					nextPass = time.Now().Add(c.interval())
 				}
 			}
 		}
-		t := c.clk.NewTimer(c.nextWake(nextPass).Sub(c.clk.Now()))
+		t := time.NewTimer(c.nextWake(nextPass).Sub(time.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
-		case <-t.C():
+		case <-t.C:
 		case <-c.wake:
 			t.Stop()
 		}
@@ -106,7 +106,7 @@ func (c *Cache) Pass(ctx context.Context, scope Scope) {
 
 // startPassLocked starts the reads of a pass and returns their flights.
 func (c *Cache) startPassLocked(scope Scope) []*flight {
-	now := c.clk.Now()
+	now := time.Now()
 	var started []*flight
 	for _, e := range c.entries {
 		if scope == DueRetries && (e.nextRetry.IsZero() || e.nextRetry.After(now)) {
