@@ -251,7 +251,7 @@ func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
 	if v.kind == kindDisabled {
 		return nil, ErrDisabled
 	}
-	if c.cfg.MaxStale > 0 && v.kind != kindOK && time.Now().Sub(v.lastSuccess) > c.cfg.MaxStale.D() {
+	if c.cfg.MaxStale > 0 && v.kind != kindOK && time.Since(v.lastSuccess) > c.cfg.MaxStale.D() {
 		return nil, ErrTooStale
 	}
 	if c.cfg.RefuseExpired {

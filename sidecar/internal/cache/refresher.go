@@ -42,7 +42,7 @@ func (c *Cache) Run(ctx context.Context) error {
 				}
 			}
 		}
-		t := time.NewTimer(c.nextWake(nextPass).Sub(time.Now()))
+		t := time.NewTimer(time.Until(c.nextWake(nextPass)))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -17,7 +17,7 @@ import (
 func (c *Cache) blockedFor() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.blockedUntil.Sub(time.Now())
+	return time.Until(c.blockedUntil)
 }
 
 // TestThrottleSpreadDoubles: each throttled round blocks the vault for
