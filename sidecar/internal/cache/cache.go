@@ -13,7 +13,6 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +22,8 @@ import (
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // Errors of a read. None of them holds a value.
@@ -45,11 +44,6 @@ var errNotLoaded = errors.New("not loaded yet")
 // errHeldBack is the cause of a read that was not sent because the vault's
 // Retry-After began while it waited for a slot.
 var errHeldBack = errors.New("held back by the vault's Retry-After: not sent")
-
-// Fetcher reads one secret from the vault. *keyvault.Client is one.
-type Fetcher interface {
-	Get(ctx context.Context, name, version string) (keyvault.Secret, error)
-}
 
 // Options are the cache's collaborators; zero values get defaults.
 type Options struct {
@@ -97,7 +91,7 @@ type entry struct {
 	lastRead  time.Time // when the last vault read started
 	failures  int       // consecutive transient failures
 	nextRetry time.Time // zero: no retry scheduled
-	value     *keyvault.Secret
+	value     *source.Secret
 }
 
 type flight struct {
@@ -109,7 +103,7 @@ type flight struct {
 // Cache holds the declared secrets.
 type Cache struct {
 	cfg  config.Refresh
-	f    Fetcher
+	src  source.Source
 	clk  clock.Clock
 	m    *metrics.Metrics
 	log  *slog.Logger
@@ -146,7 +140,7 @@ type Cache struct {
 }
 
 // New builds a cache for the declared secrets. Call Run to prefetch and refresh.
-func New(cfg config.Config, f Fetcher, o Options) *Cache {
+func New(cfg config.Config, src source.Source, o Options) *Cache {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
@@ -173,7 +167,7 @@ func New(cfg config.Config, f Fetcher, o Options) *Cache {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{
-		cfg: cfg.Refresh, f: f, clk: o.Clock, m: o.Metrics, log: o.Logger, rnd: o.Rand, opts: o,
+		cfg: cfg.Refresh, src: src, clk: o.Clock, m: o.Metrics, log: o.Logger, rnd: o.Rand, opts: o,
 		byName:   make(map[string]*entry, len(cfg.Secrets)),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -393,12 +387,12 @@ func (c *Cache) fetch(e *entry, fl *flight) {
 // read takes a slot and, while probing, the probe; then it reads e from the
 // vault unless a Retry-After began while it waited. release gives back what
 // it took; call it once the answer is recorded.
-func (c *Cache) read(e *entry) (s keyvault.Secret, took time.Duration, release func(), err error) {
+func (c *Cache) read(e *entry) (s source.Secret, took time.Duration, release func(), err error) {
 	release = func() {}
 	select {
 	case c.readSlots <- struct{}{}:
 	case <-c.ctx.Done():
-		return s, 0, release, &keyvault.TransientError{Err: c.ctx.Err()}
+		return s, 0, release, &source.TransientError{Err: c.ctx.Err()}
 	}
 	release = func() { <-c.readSlots }
 	c.mu.Lock()
@@ -408,7 +402,7 @@ func (c *Cache) read(e *entry) (s keyvault.Secret, took time.Duration, release f
 		select {
 		case c.probe <- struct{}{}:
 		case <-c.ctx.Done():
-			return s, 0, release, &keyvault.TransientError{Err: c.ctx.Err()}
+			return s, 0, release, &source.TransientError{Err: c.ctx.Err()}
 		}
 		c.mu.Lock()
 		probing = c.probing // the probe ahead of this read may have ended it
@@ -427,19 +421,19 @@ func (c *Cache) read(e *entry) (s keyvault.Secret, took time.Duration, release f
 	until := c.blockedUntil
 	c.mu.Unlock()
 	if now := c.clk.Now(); now.Before(until) {
-		return s, 0, release, &keyvault.TransientError{Status: http.StatusTooManyRequests, Code: "Throttled", RetryAfter: until.Sub(now), Err: errHeldBack}
+		return s, 0, release, &source.TransientError{RetryAfter: until.Sub(now), Err: errHeldBack}
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
 	defer cancel()
 	start := time.Now()
-	s, err = c.f.Get(ctx, e.decl.VaultName(), e.decl.Version)
+	s, err = c.src.Get(ctx, e.decl.VaultName(), e.decl.Version)
 	return s, time.Since(start), release, err
 }
 
 // applyLocked records one vault answer. It returns the new secret when its
 // version or value changed, or when it is served again after a disabled or
 // not-found answer; else nil.
-func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Duration) *secretproxyv1.Secret {
+func (c *Cache) applyLocked(e *entry, s source.Secret, err error, took time.Duration) *secretproxyv1.Secret {
 	now := c.clk.Now()
 	name := e.decl.Name
 	old := e.view.Load()
@@ -477,9 +471,9 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 	c.m.Refresh.WithLabelValues(name, metrics.RefreshError).Inc()
 	k := kindTransient
 	switch {
-	case errors.Is(err, keyvault.ErrNotFound):
+	case errors.Is(err, source.ErrNotFound):
 		k = kindNotFound
-	case errors.Is(err, keyvault.ErrDisabled):
+	case errors.Is(err, source.ErrDisabled):
 		k = kindDisabled
 	}
 	nv := &view{kind: k, lastSuccess: old.lastSuccess, expires: old.expires, notBefore: old.notBefore}
@@ -495,7 +489,7 @@ func (c *Cache) applyLocked(e *entry, s keyvault.Secret, err error, took time.Du
 	if k == kindTransient {
 		e.failures++
 		retry := now.Add(c.backoff(e.failures))
-		ra, throttled := keyvault.RetryAfter(err)
+		ra, throttled := source.RetryAfter(err)
 		heldBack := errors.Is(err, errHeldBack)
 		newRound := false
 		if throttled && !heldBack {
@@ -680,7 +674,7 @@ func (c *Cache) List() []*secretproxyv1.Secret {
 	return out
 }
 
-func buildSecret(name string, s *keyvault.Secret, refreshed time.Time, stale bool) *secretproxyv1.Secret {
+func buildSecret(name string, s *source.Secret, refreshed time.Time, stale bool) *secretproxyv1.Secret {
 	p := &secretproxyv1.Secret{
 		Name:        name,
 		Value:       s.Value,

@@ -16,12 +16,12 @@ import (
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 func TestColdReadsShareOneVaultRead(t *testing.T) {
-	v := newFakeVault(map[string]string{"db-password": "test-password-1"})
+	v := newFakeSource(map[string]string{"db-password": "test-password-1"})
 	v.gate = make(chan struct{})
 	h := newHarness(t, testConfig(config.Secret{Name: "db-password"}), v)
 
@@ -63,56 +63,56 @@ func TestReadStates(t *testing.T) {
 	tests := []struct {
 		name     string
 		cfg      func(*config.Config)
-		before   func(v *fakeVault) // state of the vault at the first load
-		after    func(v *fakeVault) // state at a later pass (nil: no second pass)
-		advance  time.Duration      // fake time between the passes and the read
+		before   func(v *fakeSource) // state of the vault at the first load
+		after    func(v *fakeSource) // state at a later pass (nil: no second pass)
+		advance  time.Duration       // fake time between the passes and the read
 		want     error
 		wantSt   bool // stale
 		wantVal  string
 		wantMsgs []string
 	}{
 		{name: "loaded", want: nil, wantVal: "test-password-1"},
-		{name: "never loaded, not found", before: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, want: ErrNotFound},
-		{name: "never loaded, disabled", before: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrDisabled) }, want: ErrDisabled},
-		{name: "loaded, then outage", after: func(v *fakeVault) { v.setAll(errOutage) }, wantVal: "test-password-1", wantSt: true},
-		{name: "loaded, then throttled", after: func(v *fakeVault) { v.setAll(errThrottle) }, wantVal: "test-password-1", wantSt: true},
-		{name: "loaded, then deleted", after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, wantVal: "test-password-1", wantSt: true},
-		{name: "loaded, then disabled", after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrDisabled) }, want: ErrDisabled},
+		{name: "never loaded, not found", before: func(v *fakeSource) { v.setErr("db-password", source.ErrNotFound) }, want: ErrNotFound},
+		{name: "never loaded, disabled", before: func(v *fakeSource) { v.setErr("db-password", source.ErrDisabled) }, want: ErrDisabled},
+		{name: "loaded, then outage", after: func(v *fakeSource) { v.setAll(errOutage) }, wantVal: "test-password-1", wantSt: true},
+		{name: "loaded, then throttled", after: func(v *fakeSource) { v.setAll(errThrottle) }, wantVal: "test-password-1", wantSt: true},
+		{name: "loaded, then deleted", after: func(v *fakeSource) { v.setErr("db-password", source.ErrNotFound) }, wantVal: "test-password-1", wantSt: true},
+		{name: "loaded, then disabled", after: func(v *fakeSource) { v.setErr("db-password", source.ErrDisabled) }, want: ErrDisabled},
 		{
 			name: "outage within maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
-			after: func(v *fakeVault) { v.setAll(errOutage) }, advance: 30 * time.Minute, wantVal: "test-password-1", wantSt: true,
+			after: func(v *fakeSource) { v.setAll(errOutage) }, advance: 30 * time.Minute, wantVal: "test-password-1", wantSt: true,
 		},
 		{
 			name: "outage beyond maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
-			after: func(v *fakeVault) { v.setAll(errOutage) }, advance: 2 * time.Hour, want: ErrTooStale,
+			after: func(v *fakeSource) { v.setAll(errOutage) }, advance: 2 * time.Hour, want: ErrTooStale,
 		},
 		{
 			name: "deleted within maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
-			after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, advance: 30 * time.Minute, wantVal: "test-password-1", wantSt: true,
+			after: func(v *fakeSource) { v.setErr("db-password", source.ErrNotFound) }, advance: 30 * time.Minute, wantVal: "test-password-1", wantSt: true,
 		},
 		{
 			// maxStale bounds any last good value the vault no longer confirms.
 			name: "deleted beyond maxStale", cfg: func(c *config.Config) { c.Refresh.MaxStale = config.Duration(time.Hour) },
-			after: func(v *fakeVault) { v.setErr("db-password", keyvault.ErrNotFound) }, advance: 2 * time.Hour, want: ErrTooStale,
+			after: func(v *fakeSource) { v.setErr("db-password", source.ErrNotFound) }, advance: 2 * time.Hour, want: ErrTooStale,
 		},
 		{
 			name: "expired, refuseExpired", cfg: func(c *config.Config) { c.Refresh.RefuseExpired = true },
-			before: func(v *fakeVault) {
-				v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp})
+			before: func(v *fakeSource) {
+				v.setSecret("db-password", source.Secret{Value: "test-password-1", Version: "v1", Expires: exp})
 			},
 			advance: 2 * time.Hour, want: ErrExpired,
 		},
 		{
 			name: "expired, served when refuseExpired is off",
-			before: func(v *fakeVault) {
-				v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", Expires: exp})
+			before: func(v *fakeSource) {
+				v.setSecret("db-password", source.Secret{Value: "test-password-1", Version: "v1", Expires: exp})
 			},
 			advance: 2 * time.Hour, wantVal: "test-password-1",
 		},
 		{
 			name: "not before, refuseExpired", cfg: func(c *config.Config) { c.Refresh.RefuseExpired = true },
-			before: func(v *fakeVault) {
-				v.setSecret("db-password", keyvault.Secret{Value: "test-password-1", Version: "v1", NotBefore: t0.Add(time.Hour)})
+			before: func(v *fakeSource) {
+				v.setSecret("db-password", source.Secret{Value: "test-password-1", Version: "v1", NotBefore: t0.Add(time.Hour)})
 			},
 			want: ErrNotYetValid,
 		},
@@ -123,7 +123,7 @@ func TestReadStates(t *testing.T) {
 			if tt.cfg != nil {
 				tt.cfg(&cfg)
 			}
-			v := newFakeVault(map[string]string{"db-password": "test-password-1"})
+			v := newFakeSource(map[string]string{"db-password": "test-password-1"})
 			if tt.before != nil {
 				tt.before(v)
 			}
@@ -156,7 +156,7 @@ func TestReadStates(t *testing.T) {
 }
 
 func TestUndeclared(t *testing.T) {
-	h := newHarness(t, testConfig(config.Secret{Name: "a"}), newFakeVault(nil))
+	h := newHarness(t, testConfig(config.Secret{Name: "a"}), newFakeSource(nil))
 	if _, err := h.c.Get(t.Context(), "nope"); !errors.Is(err, ErrUndeclared) {
 		t.Errorf("Get = %v, want ErrUndeclared", err)
 	}
@@ -169,7 +169,7 @@ func TestUndeclared(t *testing.T) {
 }
 
 func TestNeverLoadedWaitsThenUnavailable(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	v.setAll(errOutage)
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 	h.c.Pass(t.Context(), true)
@@ -196,7 +196,7 @@ func TestNeverLoadedWaitsThenUnavailable(t *testing.T) {
 }
 
 func TestOutageServesStaleAndRecovers(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 	h.run(t)
 	waitFor(t, "the prefetch", func() bool { ok, _ := h.c.Ready(); return ok })
@@ -237,7 +237,7 @@ func TestOutageServesStaleAndRecovers(t *testing.T) {
 }
 
 func TestRetryAfterHoldsEveryRead(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b"})
+	v := newFakeSource(map[string]string{"a": "test-value-a", "b": "test-value-b"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v)
 	h.run(t)
 	waitFor(t, "the prefetch", func() bool { ok, _ := h.c.Ready(); return ok })
@@ -278,7 +278,7 @@ func TestRetryAfterHoldsEveryRead(t *testing.T) {
 }
 
 func TestRefreshSecretMinInterval(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 	h.c.Pass(t.Context(), true)
 	first, _ := h.c.Get(t.Context(), "a")
@@ -332,7 +332,7 @@ func recv(t *testing.T, msgs <-chan []*secretproxyv1.Secret) map[string]string {
 }
 
 func TestWatchRotationInOneMessage(t *testing.T) {
-	v := newFakeVault(map[string]string{"db-user": "test-user-1", "db-password": "test-password-1", "other": "test-other"})
+	v := newFakeSource(map[string]string{"db-user": "test-user-1", "db-password": "test-password-1", "other": "test-other"})
 	h := newHarness(t, testConfig(config.Secret{Name: "db-user"}, config.Secret{Name: "db-password"}, config.Secret{Name: "other"}), v)
 	msgs, _ := watch(t, h.c, "db-user", "db-password")
 	h.run(t)
@@ -366,7 +366,7 @@ func TestWatchRotationInOneMessage(t *testing.T) {
 }
 
 func TestWatchRefreshSecretChangeIsPushed(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-1"})
+	v := newFakeSource(map[string]string{"a": "test-value-1"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 	h.c.Pass(t.Context(), true)
 	msgs, _ := watch(t, h.c)
@@ -382,9 +382,9 @@ func TestWatchRefreshSecretChangeIsPushed(t *testing.T) {
 }
 
 func TestWatchSettling(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
-	v.setErr("gone", keyvault.ErrNotFound)
-	v.setErr("off", keyvault.ErrDisabled)
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
+	v.setErr("gone", source.ErrNotFound)
+	v.setErr("off", source.ErrDisabled)
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "gone", Optional: true}, config.Secret{Name: "off"})
 	h := newHarness(t, cfg, v)
 	h.c.Pass(t.Context(), true)
@@ -415,7 +415,7 @@ func TestWatchSettling(t *testing.T) {
 }
 
 func TestDrainEndsWatchers(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 	h.c.Pass(t.Context(), true)
 	msgs, errc := watch(t, h.c)
@@ -430,7 +430,7 @@ func TestDrainEndsWatchers(t *testing.T) {
 }
 
 func TestReadiness(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	v.setAll(errOutage)
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "opt", Optional: true})
 	cfg.Refresh.MaxStale = config.Duration(time.Hour)
@@ -458,7 +458,7 @@ func TestReadiness(t *testing.T) {
 }
 
 func TestListHasNoValues(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v)
 	h.c.Pass(t.Context(), true)
 	got := h.c.List()
@@ -479,7 +479,7 @@ func TestVaultReadsAreBounded(t *testing.T) {
 		values[n] = "test-value-" + n
 		secrets = append(secrets, config.Secret{Name: n})
 	}
-	v := newFakeVault(values)
+	v := newFakeSource(values)
 	v.gate = make(chan struct{})
 	cfg := testConfig(secrets...)
 	clk := clock.NewFake(t0)
@@ -518,7 +518,7 @@ func TestVaultReadsAreBounded(t *testing.T) {
 }
 
 func TestRefreshSecretJoinsReadInFlight(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-1"})
+	v := newFakeSource(map[string]string{"a": "test-value-1"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 	h.c.Pass(t.Context(), true)
 	v.set("a", "test-value-2", "v2")
@@ -552,7 +552,7 @@ func TestRefreshSecretJoinsReadInFlight(t *testing.T) {
 // A 429 holds the reads that were queued for a slot when it came, not only
 // the reads started after it: Key Vault's Retry-After is for the whole vault.
 func TestRetryAfterHoldsQueuedReads(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b", "c": "test-value-c"})
+	v := newFakeSource(map[string]string{"a": "test-value-a", "b": "test-value-b", "c": "test-value-c"})
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}, config.Secret{Name: "c"})
 	clk := clock.NewFake(t0)
 	// Rand 0: no spread after Retry-After, so the retries are due at 30 s.
@@ -592,7 +592,7 @@ func TestRetryAfterHoldsQueuedReads(t *testing.T) {
 // message; enabled again (same version, same value), it must reach that
 // stream, and a stream that already has it must get nothing.
 func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a", "opt": "test-value-opt"})
+	v := newFakeSource(map[string]string{"a": "test-value-a", "opt": "test-value-opt"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "opt", Optional: true}), v)
 	h.c.Pass(t.Context(), true)
 	early, _ := watch(t, h.c, "a", "opt")
@@ -600,7 +600,7 @@ func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
 		t.Errorf("first message before the disable (-want +got):\n%s", diff)
 	}
 
-	v.setErr("opt", keyvault.ErrDisabled)
+	v.setErr("opt", source.ErrDisabled)
 	h.clk.Advance(5 * time.Minute)
 	h.c.Pass(t.Context(), true)
 	late, _ := watch(t, h.c, "a", "opt")
@@ -636,14 +636,14 @@ func TestReadinessMaxStaleByAnswer(t *testing.T) {
 	}{
 		{"outage within maxStale", errOutage, 30 * time.Minute, true},
 		{"outage beyond maxStale", errOutage, 2 * time.Hour, false},
-		{"deleted within maxStale", keyvault.ErrNotFound, 30 * time.Minute, true},
-		{"deleted beyond maxStale", keyvault.ErrNotFound, 2 * time.Hour, false},
-		{"disabled within maxStale", keyvault.ErrDisabled, 30 * time.Minute, true},
-		{"disabled beyond maxStale", keyvault.ErrDisabled, 2 * time.Hour, false},
+		{"deleted within maxStale", source.ErrNotFound, 30 * time.Minute, true},
+		{"deleted beyond maxStale", source.ErrNotFound, 2 * time.Hour, false},
+		{"disabled within maxStale", source.ErrDisabled, 30 * time.Minute, true},
+		{"disabled beyond maxStale", source.ErrDisabled, 2 * time.Hour, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newFakeVault(map[string]string{"a": "test-value-a"})
+			v := newFakeSource(map[string]string{"a": "test-value-a"})
 			cfg := testConfig(config.Secret{Name: "a"})
 			cfg.Refresh.MaxStale = config.Duration(time.Hour)
 			h := newHarness(t, cfg, v)
@@ -673,7 +673,7 @@ func TestRefreshAtDrain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newFakeVault(map[string]string{"a": "test-value-a"})
+			v := newFakeSource(map[string]string{"a": "test-value-a"})
 			h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 			if tt.preload {
 				h.c.Pass(t.Context(), true)
@@ -710,12 +710,12 @@ func TestRefreshAtDrain(t *testing.T) {
 // expired or not-yet-valid secret ends the stream (non-optional) or is left
 // out (optional). With it off, the value is sent.
 func TestWatchFirstMessageRefuseExpired(t *testing.T) {
-	expired := keyvault.Secret{Value: "test-value-old", Version: "v1", Expires: t0.Add(-time.Hour)}
-	early := keyvault.Secret{Value: "test-value-early", Version: "v1", NotBefore: t0.Add(time.Hour)}
+	expired := source.Secret{Value: "test-value-old", Version: "v1", Expires: t0.Add(-time.Hour)}
+	early := source.Secret{Value: "test-value-early", Version: "v1", NotBefore: t0.Add(time.Hour)}
 	tests := []struct {
 		name     string
 		refuse   bool
-		s        keyvault.Secret
+		s        source.Secret
 		optional bool
 		want     error
 		first    map[string]string
@@ -727,7 +727,7 @@ func TestWatchFirstMessageRefuseExpired(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newFakeVault(map[string]string{"a": "test-value-a"})
+			v := newFakeSource(map[string]string{"a": "test-value-a"})
 			v.setSecret("x", tt.s)
 			cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "x", Optional: tt.optional})
 			cfg.Refresh.RefuseExpired = tt.refuse

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -10,16 +11,17 @@ import (
 
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
-// fakeVault is a hand-written Fetcher: the cache's logic does not depend on
-// HTTP, so these tests use it; the real SDK against the emulator is tested in
-// the keyvault and app packages.
-type fakeVault struct {
+// fakeSource is a hand-written source.Source, the backend of these tests: the
+// cache speaks only the neutral words of package source, so a backend is
+// whatever answers them. The Key Vault backend (the real SDK against the
+// emulator) is tested in the keyvault and app packages.
+type fakeSource struct {
 	mu      sync.Mutex
-	secrets map[string]keyvault.Secret
+	secrets map[string]source.Secret
 	errs    map[string]error // per vault name
 	all     error            // every read fails with it
 	calls   int
@@ -27,27 +29,27 @@ type fakeVault struct {
 	gate    chan struct{} // when set, reads block until it is closed
 }
 
-func newFakeVault(values map[string]string) *fakeVault {
-	v := &fakeVault{secrets: map[string]keyvault.Secret{}, errs: map[string]error{}, byName: map[string]int{}}
+func newFakeSource(values map[string]string) *fakeSource {
+	v := &fakeSource{secrets: map[string]source.Secret{}, errs: map[string]error{}, byName: map[string]int{}}
 	for k, val := range values {
 		v.set(k, val, "v1")
 	}
 	return v
 }
 
-func (v *fakeVault) set(name, value, version string) {
+func (v *fakeSource) set(name, value, version string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.secrets[name] = keyvault.Secret{Value: value, Version: version, Updated: time.Unix(1_700_000_000, 0)}
+	v.secrets[name] = source.Secret{Value: value, Version: version, Updated: time.Unix(1_700_000_000, 0)}
 }
 
-func (v *fakeVault) setSecret(name string, s keyvault.Secret) {
+func (v *fakeSource) setSecret(name string, s source.Secret) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.secrets[name] = s
 }
 
-func (v *fakeVault) setErr(name string, err error) {
+func (v *fakeSource) setErr(name string, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err == nil {
@@ -57,19 +59,19 @@ func (v *fakeVault) setErr(name string, err error) {
 	}
 }
 
-func (v *fakeVault) setAll(err error) {
+func (v *fakeSource) setAll(err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.all = err
 }
 
-func (v *fakeVault) count() int {
+func (v *fakeSource) count() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.calls
 }
 
-func (v *fakeVault) Get(ctx context.Context, name, version string) (keyvault.Secret, error) {
+func (v *fakeSource) Get(ctx context.Context, name, version string) (source.Secret, error) {
 	v.mu.Lock()
 	v.calls++
 	v.byName[name]++
@@ -79,34 +81,34 @@ func (v *fakeVault) Get(ctx context.Context, name, version string) (keyvault.Sec
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return keyvault.Secret{}, &keyvault.TransientError{Err: ctx.Err()}
+			return source.Secret{}, &source.TransientError{Err: ctx.Err()}
 		}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.all != nil {
-		return keyvault.Secret{}, v.all
+		return source.Secret{}, v.all
 	}
 	if err := v.errs[name]; err != nil {
-		return keyvault.Secret{}, err
+		return source.Secret{}, err
 	}
 	s, ok := v.secrets[name]
 	if !ok {
-		return keyvault.Secret{}, keyvault.ErrNotFound
+		return source.Secret{}, source.ErrNotFound
 	}
 	return s, nil
 }
 
 var (
-	errOutage   = &keyvault.TransientError{Status: 503, Code: "ServiceUnavailable"}
-	errThrottle = &keyvault.TransientError{Status: 429, Code: "Throttled", RetryAfter: 30 * time.Second}
+	errOutage   = &source.TransientError{Err: errors.New("backend answered 503")}
+	errThrottle = &source.TransientError{Err: errors.New("backend answered 429"), RetryAfter: 30 * time.Second}
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 type harness struct {
 	c   *Cache
-	v   *fakeVault
+	v   *fakeSource
 	clk *clock.Fake
 	reg *prometheus.Registry
 	m   *metrics.Metrics
@@ -121,7 +123,7 @@ func testConfig(secrets ...config.Secret) config.Config {
 	return cfg
 }
 
-func newHarness(t *testing.T, cfg config.Config, v *fakeVault) *harness {
+func newHarness(t *testing.T, cfg config.Config, v *fakeSource) *harness {
 	t.Helper()
 	clk := clock.NewFake(t0)
 	reg := prometheus.NewRegistry()

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // TestSecretGauges checks the per-secret gauges of docs/reference/metrics.md:
@@ -15,8 +15,8 @@ import (
 // while the cached version has an exp, stale follows the last answer.
 func TestSecretGauges(t *testing.T) {
 	exp := t0.Add(48 * time.Hour)
-	v := newFakeVault(nil)
-	v.setSecret("a", keyvault.Secret{Value: "test-value-1", Version: "v1", Expires: exp})
+	v := newFakeSource(nil)
+	v.setSecret("a", source.Secret{Value: "test-value-1", Version: "v1", Expires: exp})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 
 	steps := []struct {

@@ -34,7 +34,7 @@ func TestSchedule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := New(cfg, newFakeVault(nil), Options{Rand: func() float64 { return tt.rand }})
+			c := New(cfg, newFakeSource(nil), Options{Rand: func() float64 { return tt.rand }})
 			t.Cleanup(c.cancel)
 			if got := c.interval(); got != tt.interval {
 				t.Errorf("interval() = %s, want %s", got, tt.interval)
@@ -52,7 +52,7 @@ func TestSchedule(t *testing.T) {
 // deadline with ErrUnavailable (UNAVAILABLE at the API), so the caller never
 // sees DEADLINE_EXCEEDED from the server's side.
 func TestWaitEndsBeforeDeadline(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a"})
+	v := newFakeSource(map[string]string{"a": "test-value-a"})
 	v.setAll(errOutage)
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
 	h.c.Pass(t.Context(), true)

@@ -25,7 +25,7 @@ func (c *Cache) blockedFor() time.Duration {
 // 10 s, doubling each round up to 40 s, and an answer without a 429 starts it
 // again; once every secret is loaded it is half the interval.
 func TestThrottleSpreadDoubles(t *testing.T) {
-	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b"})
+	v := newFakeSource(map[string]string{"a": "test-value-a", "b": "test-value-b"})
 	h := newHarness(t, testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"}), v) // interval 5m, Rand 0.5
 	v.setAll(errThrottle)                                                                 // 429, Retry-After: 30
 
@@ -83,7 +83,7 @@ func TestProbingSendsOneReadAtATime(t *testing.T) {
 	for _, n := range []string{"a", "b", "c", "d"} {
 		secrets = append(secrets, config.Secret{Name: n})
 	}
-	v := newFakeVault(values)
+	v := newFakeSource(values)
 	h := newHarness(t, testConfig(secrets...), v)
 
 	onlyOneInFlight := func(what string, total int) {
@@ -141,7 +141,7 @@ func TestProbingSendsOneReadAtATime(t *testing.T) {
 // round that says what to do.
 func TestThrottleWarnsInSteadyState(t *testing.T) {
 	var logs logbuf.Buffer
-	v := newFakeVault(map[string]string{"a": "test-value-a", "b": "test-value-b"})
+	v := newFakeSource(map[string]string{"a": "test-value-a", "b": "test-value-b"})
 	cfg := testConfig(config.Secret{Name: "a"}, config.Secret{Name: "b"})
 	h := newHarness(t, cfg, v)
 	h.c.log = slog.New(slog.NewTextHandler(&logs, nil))
@@ -187,7 +187,7 @@ func TestFirstPassSpreadsTheFleet(t *testing.T) {
 		rand float64
 		want time.Duration
 	}{{0, 5 * time.Minute}, {0.5, 150 * time.Second}, {0.99, 10 * time.Second}} {
-		c := New(cfg, newFakeVault(nil), Options{Rand: func() float64 { return tt.rand }})
+		c := New(cfg, newFakeSource(nil), Options{Rand: func() float64 { return tt.rand }})
 		if got := c.firstInterval(); got != tt.want {
 			t.Errorf("firstInterval() with draw %v = %s, want %s", tt.rand, got, tt.want)
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/problem"
 )
 
 // ErrInvalid matches (errors.Is) every error that says the configuration is
@@ -12,18 +14,10 @@ import (
 // that changed in between).
 var ErrInvalid = errors.New("invalid configuration")
 
-// Problem is one configuration error, located by its YAML path.
-type Problem struct {
-	Path    string
-	Message string
-}
-
-func (p Problem) String() string {
-	if p.Path == "" {
-		return p.Message
-	}
-	return p.Path + ": " + p.Message
-}
+// Problem is one configuration error, located by its YAML path. The record
+// is package problem's, so that a backend's own sections (kvconfig) report
+// problems this package appends to its own.
+type Problem = problem.Problem
 
 // Problems is every configuration error found at once.
 type Problems []Problem

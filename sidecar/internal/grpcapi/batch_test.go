@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // TestBatchGetRules checks docs/reference/api.md's BatchGetSecrets rules at the
@@ -29,7 +30,7 @@ func TestBatchGetRules(t *testing.T) {
 	vault := staticVault{"a": "test-value-a", "b": "test-value-b"} // "gone" is absent
 	c := cache.New(cfg, vault, cache.Options{})
 	c.Pass(t.Context(), true)
-	s := NewService(c)
+	s := NewService(c, testNames)
 
 	repeat := func(n int) []string {
 		names := make([]string, n)
@@ -83,8 +84,8 @@ func TestBatchGetRules(t *testing.T) {
 // outageVault answers every read with a transient error.
 type outageVault struct{}
 
-func (outageVault) Get(context.Context, string, string) (keyvault.Secret, error) {
-	return keyvault.Secret{}, &keyvault.TransientError{Status: 503, Code: "ServiceUnavailable"}
+func (outageVault) Get(context.Context, string, string) (source.Secret, error) {
+	return source.Secret{}, &source.TransientError{Err: errors.New("backend answered 503")}
 }
 
 // A batch without a deadline waits for a first load as long as one read
@@ -95,7 +96,7 @@ func TestBatchGetWaitsFiveSecondsWithoutDeadline(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	c := cache.New(cfg, outageVault{}, cache.Options{Clock: clk})
 	c.Pass(t.Context(), true)
-	s := NewService(c)
+	s := NewService(c, testNames)
 
 	created := clk.TimerCreated()
 	done := make(chan error, 1)
