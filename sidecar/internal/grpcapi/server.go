@@ -25,6 +25,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // ServiceName is the health service name of the API.
@@ -39,6 +40,8 @@ const streamWorkers = 64
 // ServerOptions configure the gRPC server.
 type ServerOptions struct {
 	Cache *cache.Cache
+	// Names is the backend's rule for secret names (required).
+	Names source.NameRule
 	// Tokens serves GetAccessToken; nil: every scope is refused as undeclared.
 	Tokens  *accesstoken.Cache
 	Metrics *metrics.Metrics
@@ -100,7 +103,7 @@ func NewServer(o ServerOptions) *Server {
 		// goroutine per call.
 		grpc.NumStreamWorkers(streamWorkers),
 	)
-	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache).WithTokens(o.Tokens))
+	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache, o.Names).WithTokens(o.Tokens))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
