@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -398,12 +400,20 @@ func (a *App) shutdown() {
 	}
 }
 
+// releaseStartupMemory runs once, when the pod first becomes ready: start-up
+// (TLS handshakes, JSON, the first read of every secret) leaves megabytes of
+// garbage and free heap that the runtime would otherwise hand back to the OS
+// only slowly, so idle RSS would stay high for minutes (docs/benchmarks.md).
+// One forced collection then costs about a millisecond. Tests replace it.
+var releaseStartupMemory = debug.FreeOSMemory
+
 // watchReadiness keeps the health service in step with the cache. It wakes on
 // every change and once a second, since maxStale expires with time alone.
 func (a *App) watchReadiness(stop <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	was := false
+	var released sync.Once
 	for {
 		ch := a.cache.Changed()
 		ok, waiting := a.cache.Ready()
@@ -414,6 +424,7 @@ func (a *App) watchReadiness(stop <-chan struct{}) {
 			a.grpc.SetReady(ok)
 			if ok {
 				a.log.Info("ready: every declared secret is loaded", "startToReady", time.Since(a.start))
+				released.Do(releaseStartupMemory)
 			} else {
 				a.log.Warn("not ready", "waiting", waiting)
 			}
