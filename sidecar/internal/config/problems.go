@@ -10,8 +10,8 @@ import (
 
 // ErrInvalid matches (errors.Is) every error that says the configuration is
 // wrong, as opposed to a runtime failure: Problems and a YAML syntax error. The
-// binary exits 2 on it, also when app.New finds a problem Load did not (a file
-// that changed in between).
+// binary exits 2 on it, also when app.New finds a problem Load did not (the
+// environment changed in between).
 var ErrInvalid = errors.New("invalid configuration")
 
 // Problem is one configuration error, located by its YAML path. The record
