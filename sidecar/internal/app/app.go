@@ -26,7 +26,6 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clientauth"
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
 	"github.com/secretproxy/secretproxy/sidecar/internal/grpcapi"
@@ -46,7 +45,6 @@ type Options struct {
 	LogOutput io.Writer
 	// KeyVault carries the HTTP transport (tests trust the emulator's CA with it).
 	KeyVault keyvault.Options
-	Clock    clock.Clock
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// ThrottleSpread is the cache's first spread after a 429 (cache.Options);
@@ -101,9 +99,6 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
-	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 8 * time.Second
 	}
@@ -137,7 +132,7 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	a.cache = cache.New(cfg, a.backend.source, cache.Options{Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
 	a.tokens = accesstoken.New(a.backend.tokens, accesstoken.Options{
 		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
-		Clock: o.Clock, Metrics: m, Logger: log, Reason: a.backend.tokenFailure,
+		Metrics: m, Logger: log, Reason: a.backend.tokenFailure,
 	})
 	var auth interface{ Allow(string) bool }
 	if a.bearer != nil {
