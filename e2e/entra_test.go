@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,17 +53,7 @@ func TestEntraPod(t *testing.T) {
 	if err := cfg.WriteFile(cfgFile); err != nil {
 		t.Fatal(err)
 	}
-	sidecar, err := pod.Start(pod.Spec{
-		Name: "secret-proxy", Path: bins.SecretProxy, Args: []string{"--config", cfgFile},
-		Env: append([]string{"PATH=" + os.Getenv("PATH")}, emu.ClientEnv()...),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopOrReport(t, sidecar) })
-	if err := pod.WaitHTTP(ctx, "http://"+opsAddr+"/readyz"); err != nil {
-		t.Fatalf("secret-proxy not ready: %v\n%s", err, sidecar.Output())
-	}
+	sidecar := startReady(t, ctx, emu.SidecarSpec(bins.SecretProxy, cfgFile), "http://"+opsAddr+"/readyz")
 
 	args := []string{"--sidecar", "unix://" + socket, "--db-driver", "postgres", "--db-auth", "entra"}
 	for _, cmd := range [][]string{{"migrate"}, {"seed", "--clients", "5", "--orders-per-client", "4"}} {
@@ -73,14 +62,8 @@ func TestEntraPod(t *testing.T) {
 		}
 	}
 	appAddr := mustFreeAddr(t)
-	app, err := pod.Start(pod.Spec{Name: "orderapp", Path: bins.OrderApp, Args: append([]string{"serve", "--listen", appAddr}, args...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopOrReport(t, app) })
-	if err := pod.WaitHTTP(ctx, "http://"+appAddr+"/readyz"); err != nil {
-		t.Fatalf("orderapp not ready: %v\n%s", err, app.Output())
-	}
+	app := startReady(t, ctx, pod.Spec{Name: "orderapp", Path: bins.OrderApp, Args: append([]string{"serve", "--listen", appAddr}, args...)},
+		"http://"+appAddr+"/readyz")
 	code, body, err := get(ctx, "http://"+appAddr+"/api/v1/clients/1/orders?limit=2")
 	if err != nil || code != 200 || !strings.Contains(body, `"orderId"`) {
 		t.Fatalf("orders: %d %v %s", code, err, body)
