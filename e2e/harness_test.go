@@ -68,6 +68,7 @@ type testPod struct {
 	opsURL  string
 	appURL  string
 	appAddr string
+	entra   bool
 }
 
 // shortDir makes a directory whose path is short enough for a unix socket
@@ -83,64 +84,82 @@ func shortDir(t *testing.T) string {
 }
 
 type podOptions struct {
-	appFirst bool // start the app before the sidecar
+	// entraToken, when set, makes the pod passwordless: no password secret
+	// exists, the emulator issues this token for PostgreSQL's scope, the
+	// sidecar serves it over GetAccessToken, orderapp runs with --db-auth
+	// entra, and the database role's password is the token.
+	entraToken string
 }
 
-// startPod starts PostgreSQL, kv-emulator, secret-proxy and orderapp, and
-// stops them all when the test ends, whatever happens.
+// startPod starts PostgreSQL, kv-emulator, secret-proxy and orderapp (after
+// migrate and seed), and stops them all when the test ends, whatever happens.
 func startPod(t *testing.T, opts podOptions) *testPod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	p := &testPod{t: t}
+	p := &testPod{t: t, entra: opts.entraToken != ""}
+	rolePassword := dbPassword
+	if p.entra {
+		rolePassword = opts.entraToken
+	}
 	p.pg = pgtest.Start(t)
-	p.pg.CreateRole(t, dbUser, dbPassword)
+	p.pg.CreateRole(t, dbUser, rolePassword)
 	p.pg.CreateDatabase(t, dbName, dbUser)
+
+	vault := map[string]string{"sql-server-name": p.pg.Addr(), "sql-user": dbUser, "sql-database": dbName}
+	cfg := pod.SidecarConfig{
+		Interval: refreshInterval, MinInterval: 500 * time.Millisecond,
+		LogLevel: "debug",
+	}
+	for _, s := range pod.DatabaseSecrets {
+		if s.Name == "db-password" && p.entra {
+			continue
+		}
+		cfg.Secrets = append(cfg.Secrets, s)
+	}
+	if p.entra {
+		cfg.AccessTokenScopes = []string{pgScope}
+	} else {
+		vault["sql-password"] = dbPassword
+	}
 
 	dir := shortDir(t)
 	var err error
-	p.emu, err = pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", map[string]string{
-		"sql-server-name": p.pg.Addr(),
-		"sql-user":        dbUser,
-		"sql-password":    dbPassword,
-		"sql-database":    dbName,
-	}, nil)
+	p.emu, err = pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", vault, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopOrReport(t, p.emu.Process) })
+	if p.entra {
+		if err := p.emu.IssueNext(ctx, pgScope, opts.entraToken); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	p.socket = filepath.Join(dir, "grpc.sock")
 	p.cfgFile = filepath.Join(dir, "secret-proxy.yaml")
 	opsAddr := mustFreeAddr(t)
 	p.opsURL = "http://" + opsAddr
-	cfg := pod.SidecarConfig{
-		VaultURL: p.emu.VaultURL, Secrets: pod.DatabaseSecrets,
-		Unix: p.socket, Ops: opsAddr,
-		Interval: refreshInterval, MinInterval: 500 * time.Millisecond,
-		LogLevel: "debug",
-	}
+	cfg.VaultURL, cfg.Unix, cfg.Ops = p.emu.VaultURL, p.socket, opsAddr
 	if err := cfg.WriteFile(p.cfgFile); err != nil {
 		t.Fatal(err)
 	}
 	p.appAddr = mustFreeAddr(t)
 	p.appURL = "http://" + p.appAddr
 
-	if !opts.appFirst {
-		p.startSidecar(ctx)
-	}
+	p.startSidecar(ctx)
 	p.orderapp(ctx, "migrate")
 	p.orderapp(ctx, "seed", "--clients", "20", "--orders-per-client", "10")
-	if opts.appFirst {
-		p.startApp()
-		return p
-	}
 	p.startReadyApp(ctx)
 	return p
 }
 
 func (p *testPod) appArgs() []string {
-	return []string{"--sidecar", "unix://" + p.socket, "--db-driver", "postgres"}
+	args := []string{"--sidecar", "unix://" + p.socket, "--db-driver", "postgres"}
+	if p.entra {
+		args = append(args, "--db-auth", "entra")
+	}
+	return args
 }
 
 // startSidecar starts secret-proxy and waits until its /readyz answers 200.
