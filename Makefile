@@ -42,22 +42,13 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: generate
-generate: ## Regenerate the Go and Python code of the gRPC API from proto/ (buf, pinned plugins and Debian generators).
-	@$(call step,buf generate (proto/secretproxy/v1))
-	rm -f proto/secretproxy/v1/*.pb.go
-	cd proto && $(BUF) generate
-	@$(call step,buf generate (clients/python/secretproxy/v1; Debian's protoc and grpc_python_plugin))
-	bash tools/scripts/install-test-deps.sh python
-	bash tools/scripts/generate-python.sh
-
-# Every directory that holds generated code.
-GENERATED := proto clients/python/secretproxy/v1
+generate: ## Regenerate the Go and Python code of the gRPC API from proto/ in place (buf, pinned plugins and Debian generators).
+	tools/scripts/generate.sh
 
 .PHONY: check-generated
-check-generated: generate ## Fail when the committed generated code differs from a fresh `make generate`.
-	@$(call step,generated code is up to date)
-	@if ! git diff --exit-code -- $(GENERATED) || [ -n "$$(git status --porcelain -- $(GENERATED) | grep '^??' || true)" ]; then \
-		echo "generated code is out of date: run 'make generate' and commit the result" >&2; exit 1; fi
+check-generated: ## Fail, with the diff, when the generated code differs from a fresh generation (done in a temporary copy: the working tree is never written).
+	@$(call step,generated code (tools/scripts/check-generated.sh))
+	tools/scripts/check-generated.sh
 
 .PHONY: build
 build: ## Build secret-proxy, kv-emulator and orderapp into bin/.
@@ -79,8 +70,18 @@ lint: ## gofmt, go vet, staticcheck, buf lint and buf breaking (against HEAD).
 	@$(call step,buf breaking (against the last commit))
 	@if git rev-parse -q --verify HEAD >/dev/null; then cd proto && $(BUF) breaking --against '$(ROOT)/.git#ref=HEAD,subdir=proto'; fi
 
+# The working tree's state when make started (only computed for `make test`): `make test`
+# never rewrites the tree, and says so when something did.
+TREE_STATE = { git status --porcelain; git diff; } 2>/dev/null | sha256sum
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+TREE_BEFORE := $(shell $(TREE_STATE))
+endif
+
 .PHONY: test
-test: check-generated lint test-go test-python test-tools test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), the Python client, repository checks, charts and Dockerfiles.
+test: check-generated lint test-go test-python test-tools test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), the Python client, repository checks, charts and Dockerfiles; fails if any of it changed the working tree.
+	@$(call step,the working tree is as make test found it)
+	@if [ "$$($(TREE_STATE))" != "$(TREE_BEFORE)" ]; then \
+		echo "make test changed the working tree (git status --porcelain now):" >&2; git status --porcelain >&2; exit 1; fi
 	@$(call step,make test: all passed)
 
 .PHONY: test-deps
@@ -100,7 +101,7 @@ test-python: ## The Python client (clients/python) against the real secret-proxy
 	bash clients/python/run-tests.sh
 
 .PHONY: test-tools
-test-tools: ## Checks of the repository itself (tools/repocheck: no link leaves it, the scripts under tools/scripts) and of tools/testsummary.
+test-tools: ## Checks of the repository itself (tools/repocheck: no link leaves it, the scripts under tools/scripts, check-generated) and of tools/testsummary.
 	@for m in tools/testsummary tools/repocheck; do $(call step,go test ($$m)); (cd $$m && GOWORK=off $(GO_TEST) $$m -count=1 ./...); done
 
 .PHONY: test-charts

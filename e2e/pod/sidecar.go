@@ -62,10 +62,11 @@ func (c SidecarConfig) YAML() string {
 			b.WriteString("    optional: true\n")
 		}
 	}
+	// A setting left zero is left out of the file: the sidecar's own default
+	// applies, written in the sidecar only (sidecar/internal/config).
 	b.WriteString("refresh:\n")
 	if c.Interval > 0 {
 		fmt.Fprintf(&b, "  interval: %s\n", c.Interval)
-		fmt.Fprintf(&b, "  jitter: 0.1\n")
 	}
 	if c.MinInterval > 0 {
 		fmt.Fprintf(&b, "  minInterval: %s\n", c.MinInterval)
@@ -83,14 +84,15 @@ func (c SidecarConfig) YAML() string {
 			fmt.Fprintf(&b, "    - %q\n", s)
 		}
 	}
-	level, format := c.LogLevel, c.LogFormat
-	if level == "" {
-		level = "info"
+	if c.LogLevel != "" || c.LogFormat != "" {
+		b.WriteString("log:\n")
 	}
-	if format == "" {
-		format = "json"
+	if c.LogLevel != "" {
+		fmt.Fprintf(&b, "  level: %s\n", c.LogLevel)
 	}
-	fmt.Fprintf(&b, "log:\n  level: %s\n  format: %s\n", level, format)
+	if c.LogFormat != "" {
+		fmt.Fprintf(&b, "  format: %s\n", c.LogFormat)
+	}
 	return b.String()
 }
 

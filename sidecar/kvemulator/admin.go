@@ -6,94 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 )
 
 // maxAdminBody bounds admin request bodies: a value is at most 25 KiB.
 const maxAdminBody = 64 << 10
-
-// serveAdmin is the admin API. It is not behind the bearer challenge (tests
-// and the demo drive it with curl), so it refuses any peer that is not
-// loopback, in case the listener was somehow bound wider.
-func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) int {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return adminError(w, http.StatusForbidden, "Forbidden", "the admin API answers loopback peers only")
-	}
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	switch {
-	case len(parts) == 2 && parts[1] == "requests":
-		switch r.Method {
-		case http.MethodGet:
-			return writeJSON(w, http.StatusOK, e.Requests())
-		case http.MethodDelete:
-			e.ResetRequests()
-			return writeJSON(w, http.StatusOK, map[string]any{})
-		}
-		return adminMethod(w, r, "GET, DELETE")
-	case len(parts) == 2 && parts[1] == "rate-limit":
-		switch r.Method {
-		case http.MethodGet:
-			return writeJSON(w, http.StatusOK, e.RateStats())
-		case http.MethodDelete:
-			e.ResetRateStats()
-			return writeJSON(w, http.StatusOK, map[string]any{})
-		}
-		return adminMethod(w, r, "GET, DELETE")
-	case len(parts) == 2 && (parts[1] == "faults" || parts[1] == "identity-faults"):
-		set, slot := e.SetFault, &e.fault
-		if parts[1] == "identity-faults" {
-			set, slot = e.SetIdentityFault, &e.idFault
-		}
-		switch r.Method {
-		case http.MethodPut:
-			return e.adminSetFault(w, r, set)
-		case http.MethodGet:
-			e.mu.Lock()
-			f := *slot
-			e.mu.Unlock()
-			return writeJSON(w, http.StatusOK, faultJSON{Mode: f.Mode.String(), RetryAfterSeconds: int(f.RetryAfter / time.Second), Count: f.Count})
-		}
-		return adminMethod(w, r, "GET, PUT")
-	case len(parts) == 2 && parts[1] == "tokens":
-		switch r.Method {
-		case http.MethodPut:
-			return e.adminSetTokens(w, r)
-		case http.MethodGet:
-			return writeJSON(w, http.StatusOK, tokensStateJSON{LifetimeSeconds: int64(e.TokenLifetime() / time.Second), Queued: e.QueuedTokens()})
-		}
-		return adminMethod(w, r, "GET, PUT")
-	case len(parts) == 3 && parts[1] == "secrets":
-		name := parts[2]
-		if err := validateSecretName(name); err != nil {
-			return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
-		}
-		switch r.Method {
-		case http.MethodPut:
-			return e.adminSetSecret(w, r, name)
-		case http.MethodDelete:
-			return e.adminResult(w, name, e.DeleteSecret(name))
-		}
-		return adminMethod(w, r, "PUT, DELETE")
-	case len(parts) == 4 && parts[1] == "secrets" && (parts[3] == "disable" || parts[3] == "enable"):
-		name := parts[2]
-		if err := validateSecretName(name); err != nil {
-			return adminError(w, http.StatusBadRequest, "BadParameter", err.Error())
-		}
-		if r.Method != http.MethodPost {
-			return adminMethod(w, r, "POST")
-		}
-		if parts[3] == "disable" {
-			return e.adminResult(w, name, e.DisableSecret(name))
-		}
-		return e.adminResult(w, name, e.EnableSecret(name))
-	}
-	return adminError(w, http.StatusNotFound, "NotFound", "unknown admin path "+r.URL.Path+
-		": use /admin/secrets/{name}, /admin/secrets/{name}/disable|enable, /admin/faults, /admin/identity-faults, /admin/tokens, /admin/rate-limit or /admin/requests")
-}
 
 // adminSecretJSON is the body of PUT /admin/secrets/{name}; exp and nbf are
 // Unix seconds, like Key Vault's attributes.

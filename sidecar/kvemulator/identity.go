@@ -162,28 +162,9 @@ func normalizeResource(r string) string {
 	return strings.TrimSuffix(r, "/")
 }
 
-func (e *Emulator) identityHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc(appServicePath, e.handleAppService)
-	mux.HandleFunc(imdsPath, e.handleIMDS)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		e.record(r, http.StatusNotFound, "token")
-		writeOAuthError(w, http.StatusNotFound, "invalid_request", "unknown path "+r.URL.Path+": the App Service endpoint is "+appServicePath+", IMDS is "+imdsPath)
-	})
-	return mux
-}
-
-// handleAppService speaks the App Service managed identity protocol, version
+// serveAppService speaks the App Service managed identity protocol, version
 // 2019-08-01, as MSAL's createAppServiceAuthRequest sends it.
-func (e *Emulator) handleAppService(w http.ResponseWriter, r *http.Request) {
-	status := e.serveAppService(w, r)
-	e.record(r, status, "token")
-}
-
 func (e *Emulator) serveAppService(w http.ResponseWriter, r *http.Request) int {
-	if r.Method != http.MethodGet {
-		return writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
-	}
 	if status, faulted := e.identityFault(w); faulted {
 		return status
 	}
@@ -226,17 +207,9 @@ func (e *Emulator) serveAppService(w http.ResponseWriter, r *http.Request) int {
 	})
 }
 
-// handleIMDS speaks the Azure Instance Metadata Service token protocol
+// serveIMDS speaks the Azure Instance Metadata Service token protocol
 // (api-version 2018-02-01, header "Metadata: true").
-func (e *Emulator) handleIMDS(w http.ResponseWriter, r *http.Request) {
-	status := e.serveIMDS(w, r)
-	e.record(r, status, "token")
-}
-
 func (e *Emulator) serveIMDS(w http.ResponseWriter, r *http.Request) int {
-	if r.Method != http.MethodGet {
-		return writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
-	}
 	if status, faulted := e.identityFault(w); faulted {
 		return status
 	}
@@ -319,10 +292,8 @@ func newFederatedToken(tenant string) (string, error) {
 // MSAL requires authorization_endpoint, token_endpoint and issuer, and the
 // issuer's host must equal the authority's (authority.go,
 // ValidateIssuerMatchesAuthority).
-func (e *Emulator) handleOpenIDConfig(w http.ResponseWriter, r *http.Request, tenant string) int {
-	if r.Method != http.MethodGet {
-		return writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
-	}
+func (e *Emulator) handleOpenIDConfig(w http.ResponseWriter, r *http.Request) int {
+	tenant := r.PathValue("tenant")
 	if tenant != e.tenantID {
 		return e.writeAADSTS(w, http.StatusBadRequest, "invalid_tenant", 90002,
 			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))
@@ -344,10 +315,8 @@ func (e *Emulator) handleOpenIDConfig(w http.ResponseWriter, r *http.Request, te
 // handleEntraToken serves POST {tenant}/oauth2/v2.0/token for the
 // client-credentials grant with a federated client assertion, as MSAL's
 // accesstokens.Client.FromAssertion sends it.
-func (e *Emulator) handleEntraToken(w http.ResponseWriter, r *http.Request, tenant string) int {
-	if r.Method != http.MethodPost {
-		return writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
-	}
+func (e *Emulator) handleEntraToken(w http.ResponseWriter, r *http.Request) int {
+	tenant := r.PathValue("tenant")
 	if tenant != e.tenantID {
 		return e.writeAADSTS(w, http.StatusBadRequest, "invalid_tenant", 90002,
 			fmt.Sprintf("Tenant '%s' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", tenant))

@@ -20,41 +20,11 @@ const (
 	maxPageSize     = 25
 )
 
-// vaultHandler routes the TLS listener: the Key Vault data plane under
-// /secrets, the admin API under /admin, and everything else to the Entra
-// authority ({tenant}/v2.0/.well-known/openid-configuration and
-// {tenant}/oauth2/v2.0/token).
-func (e *Emulator) vaultHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		switch {
-		case p == "/secrets" || strings.HasPrefix(p, "/secrets/"):
-			e.record(r, e.serveVault(w, r), "vault")
-		case p == "/admin" || strings.HasPrefix(p, "/admin/"):
-			e.record(r, e.serveAdmin(w, r), "admin")
-		default:
-			e.record(r, e.serveAuthority(w, r), "token")
-		}
-	})
-}
-
-func (e *Emulator) serveAuthority(w http.ResponseWriter, r *http.Request) int {
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	switch {
-	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration":
-		return e.handleOpenIDConfig(w, r, parts[0])
-	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "token":
-		return e.handleEntraToken(w, r, parts[0])
-	}
-	return kvError(w, http.StatusNotFound, "NotFound", "", "unknown path "+r.URL.Path+
-		": Key Vault is under /secrets, the admin API under /admin, the authority under /{tenant}/oauth2/v2.0/token")
-}
-
-// serveVault is the Key Vault data plane. Order matters and follows the real
-// service: an outage answers before anything else; then the bearer challenge;
-// then injected throttling and RBAC faults; then the rate limit; then the
-// operation itself.
-func (e *Emulator) serveVault(w http.ResponseWriter, r *http.Request) int {
+// vaultGate runs before every route of the Key Vault data plane, and answers alone when it
+// returns a status. Order matters and follows the real service: an outage answers before
+// anything else; then the bearer challenge; then injected throttling and RBAC faults; then
+// the rate limit; then the api-version check; then the route.
+func (e *Emulator) vaultGate(w http.ResponseWriter, r *http.Request) int {
 	if _, ok := e.takeFault(FaultOutage); ok {
 		return kvError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "",
 			"The service is temporarily unavailable (kv-emulator fault: outage). Retry later.")
@@ -76,42 +46,10 @@ func (e *Emulator) serveVault(w http.ResponseWriter, r *http.Request) int {
 		return status
 	}
 
-	apiVersion := r.URL.Query().Get("api-version")
-	if apiVersion == "" {
+	if r.URL.Query().Get("api-version") == "" {
 		return kvError(w, http.StatusBadRequest, "BadParameter", "", "The api-version query parameter is missing.")
 	}
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	// azsecrets' GetSecret with an empty version sends /secrets/{name}/ (a
-	// trailing slash); Key Vault treats it like /secrets/{name}.
-	if len(parts) > 1 && parts[len(parts)-1] == "" {
-		parts = parts[:len(parts)-1]
-	}
-	switch {
-	case len(parts) == 1:
-		if r.Method != http.MethodGet {
-			return methodNotAllowed(w, r)
-		}
-		return e.listSecrets(w, r, apiVersion)
-	case len(parts) == 2:
-		switch r.Method {
-		case http.MethodGet:
-			return e.getSecret(w, parts[1], "")
-		case http.MethodPut:
-			return e.putSecret(w, r, parts[1])
-		}
-		return methodNotAllowed(w, r)
-	case len(parts) == 3 && parts[2] == "versions":
-		if r.Method != http.MethodGet {
-			return methodNotAllowed(w, r)
-		}
-		return e.listVersions(w, r, parts[1], apiVersion)
-	case len(parts) == 3:
-		if r.Method != http.MethodGet {
-			return methodNotAllowed(w, r)
-		}
-		return e.getSecret(w, parts[1], parts[2])
-	}
-	return kvError(w, http.StatusNotFound, "NotFound", "", "unknown Key Vault path "+r.URL.Path)
+	return 0
 }
 
 // authenticate answers the bearer challenge. Key Vault's challenge carries the
@@ -209,7 +147,7 @@ func (e *Emulator) putSecret(w http.ResponseWriter, r *http.Request, name string
 	return writeJSON(w, http.StatusOK, body)
 }
 
-func (e *Emulator) listSecrets(w http.ResponseWriter, r *http.Request, apiVersion string) int {
+func (e *Emulator) listSecrets(w http.ResponseWriter, r *http.Request) int {
 	size, offset, ok := pageParams(r.URL.Query())
 	if !ok {
 		return kvError(w, http.StatusBadRequest, "BadParameter", "", "maxresults must be 1-25 and $skiptoken one this vault issued.")
@@ -220,7 +158,7 @@ func (e *Emulator) listSecrets(w http.ResponseWriter, r *http.Request, apiVersio
 	next := ""
 	for i := offset; i < len(keys); i++ {
 		if len(items) == size {
-			next = e.nextLink("secrets", apiVersion, size, i)
+			next = e.nextLink("secrets", r.URL.Query().Get("api-version"), size, i)
 			break
 		}
 		s := e.secrets[keys[i]]
@@ -232,7 +170,7 @@ func (e *Emulator) listSecrets(w http.ResponseWriter, r *http.Request, apiVersio
 	return writeJSON(w, http.StatusOK, listResult{Value: items, NextLink: next})
 }
 
-func (e *Emulator) listVersions(w http.ResponseWriter, r *http.Request, name, apiVersion string) int {
+func (e *Emulator) listVersions(w http.ResponseWriter, r *http.Request, name string) int {
 	size, offset, ok := pageParams(r.URL.Query())
 	if !ok {
 		return kvError(w, http.StatusBadRequest, "BadParameter", "", "maxresults must be 1-25 and $skiptoken one this vault issued.")
@@ -244,7 +182,7 @@ func (e *Emulator) listVersions(w http.ResponseWriter, r *http.Request, name, ap
 	if found {
 		for i := offset; i < len(s.versions); i++ {
 			if len(items) == size {
-				next = e.nextLink("secrets/"+s.name+"/versions", apiVersion, size, i)
+				next = e.nextLink("secrets/"+s.name+"/versions", r.URL.Query().Get("api-version"), size, i)
 				break
 			}
 			items = append(items, e.bundle(s, s.versions[i], false))

@@ -32,7 +32,7 @@ func TestLibraryWrongCall(t *testing.T) {
 			if err := os.CopyFS(filepath.Join(dir, "charts", "secret-proxy"), os.DirFS(filepath.Join(charts, "secret-proxy"))); err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, filepath.Join(dir, "Chart.yaml"), "apiVersion: v2\nname: author\nversion: 0.1.0\ndependencies:\n  - name: secret-proxy\n    version: 0.1.0\n")
+			writeFile(t, filepath.Join(dir, "Chart.yaml"), "apiVersion: v2\nname: author\nversion: 0.1.0\ndependencies:\n  - name: secret-proxy\n    version: 0.1.0\n    alias: secretProxy\n")
 			writeFile(t, filepath.Join(dir, "values.yaml"), "secretProxy:\n  vault:\n    url: https://test-vault.vault.azure.net/\n  auth:\n    clientId: 00000000-0000-0000-0000-000000000001\n  secrets:\n    - name: db-user\n")
 			writeFile(t, filepath.Join(dir, "templates", "pod.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  initContainers:\n    {{- "+tt.call+" | nindent 4 }}\n  containers: [{name: app, image: app}]\n")
 			ch, err := LoadChart(dir)

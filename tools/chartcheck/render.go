@@ -117,6 +117,11 @@ func RenderIn(ch *chart.Chart, values map[string]any, release chartutil.ReleaseO
 func RenderNotes(ch *chart.Chart, values map[string]any) (string, error) {
 	caps := chartutil.DefaultCapabilities.Copy()
 	caps.KubeVersion = KubeVersion
+	// As helm install does: a dependency's alias (secretProxy) applies before the values
+	// are checked against the schemas.
+	if err := chartutil.ProcessDependenciesWithMerge(ch, values); err != nil {
+		return "", fmt.Errorf("process dependencies: %w", err)
+	}
 	rv, err := chartutil.ToRenderValues(ch, values, Release, caps)
 	if err != nil {
 		return "", fmt.Errorf("values: %w", err)

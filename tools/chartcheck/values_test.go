@@ -11,60 +11,65 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// TestValuesDocumented: every key of charts/orderapp/values.yaml is declared in
-// values.schema.json with a description (values.yaml documents them in comments too).
+// TestValuesDocumented: every key of each chart's values.yaml is declared in its
+// values.schema.json with a description (values.yaml documents them in comments too): the
+// library chart's own for the secretProxy block, orderapp's for the rest.
 func TestValuesDocumented(t *testing.T) {
 	charts, err := ChartsDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(charts, "orderapp", "values.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var values map[string]any
-	if err := yaml.Unmarshal(raw, &values); err != nil {
-		t.Fatal(err)
-	}
-	schemaRaw, err := os.ReadFile(filepath.Join(charts, "orderapp", "values.schema.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var schema map[string]any
-	if err := json.Unmarshal(schemaRaw, &schema); err != nil {
-		t.Fatal(err)
-	}
-	var missing []string
-	var walk func(path string, v any, s map[string]any)
-	walk = func(path string, v any, s map[string]any) {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return
-		}
-		props, _ := s["properties"].(map[string]any)
-		if props == nil {
-			return // a free-form map (annotations, resources): its keys are the user's
-		}
-		for k, child := range m {
-			p := strings.TrimPrefix(path+"."+k, ".")
-			cs, ok := props[k].(map[string]any)
-			if !ok {
-				missing = append(missing, p+": not in values.schema.json")
-				continue
+	for _, chart := range []string{"orderapp", "secret-proxy"} {
+		t.Run(chart, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join(charts, chart, "values.yaml"))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if d, _ := cs["description"].(string); d == "" {
-				missing = append(missing, p+": no description in values.schema.json")
+			var values map[string]any
+			if err := yaml.Unmarshal(raw, &values); err != nil {
+				t.Fatal(err)
 			}
-			walk(p, child, cs)
-		}
-	}
-	walk("", values, schema)
-	sort.Strings(missing)
-	for _, m := range missing {
-		t.Error(m)
-	}
-	if s, _ := schema["additionalProperties"].(bool); s {
-		t.Error("the schema's root allows additional properties")
+			schemaRaw, err := os.ReadFile(filepath.Join(charts, chart, "values.schema.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var schema map[string]any
+			if err := json.Unmarshal(schemaRaw, &schema); err != nil {
+				t.Fatal(err)
+			}
+			var missing []string
+			var walk func(path string, v any, s map[string]any)
+			walk = func(path string, v any, s map[string]any) {
+				m, ok := v.(map[string]any)
+				if !ok {
+					return
+				}
+				props, _ := s["properties"].(map[string]any)
+				if props == nil {
+					return // a free-form map (annotations, resources): its keys are the user's
+				}
+				for k, child := range m {
+					p := strings.TrimPrefix(path+"."+k, ".")
+					cs, ok := props[k].(map[string]any)
+					if !ok {
+						missing = append(missing, p+": not in values.schema.json")
+						continue
+					}
+					if d, _ := cs["description"].(string); d == "" {
+						missing = append(missing, p+": no description in values.schema.json")
+					}
+					walk(p, child, cs)
+				}
+			}
+			walk("", values, schema)
+			sort.Strings(missing)
+			for _, m := range missing {
+				t.Error(m)
+			}
+			if s, _ := schema["additionalProperties"].(bool); s {
+				t.Error("the schema's root allows additional properties")
+			}
+		})
 	}
 }
 

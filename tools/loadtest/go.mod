@@ -3,6 +3,7 @@ module github.com/secretproxy/secretproxy/tools/loadtest
 go 1.26.0
 
 require (
+	github.com/secretproxy/secretproxy/e2e v0.0.0
 	github.com/secretproxy/secretproxy/proto v0.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
@@ -41,16 +42,21 @@ require (
 	github.com/spiffe/go-spiffe/v2 v2.8.1 // indirect
 	go.uber.org/atomic v1.7.0 // indirect
 	go.uber.org/multierr v1.9.0 // indirect
-	golang.org/x/crypto v0.57.0 // indirect
-	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
-	golang.org/x/sync v0.23.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
-	golang.org/x/text v0.42.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	gopkg.in/check.v1 v1.0.0-20201130134442-10cb98267c6c // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 )
 
-replace github.com/secretproxy/secretproxy/proto => ../../proto
+replace (
+	github.com/secretproxy/secretproxy/e2e => ../../e2e
+	github.com/secretproxy/secretproxy/orderapp => ../../orderapp
+	github.com/secretproxy/secretproxy/proto => ../../proto
+	github.com/secretproxy/secretproxy/sidecar => ../../sidecar
+)

@@ -1,21 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/bojand/ghz/runner"
@@ -26,15 +21,18 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/secretproxy/secretproxy/e2e/pod"
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 )
 
 type runConfig struct {
-	binDir   string
-	duration time.Duration
-	rounds   int
-	levels   []int
-	secrets  int
+	binDir     string
+	duration   time.Duration
+	rounds     int
+	levels     []int
+	secrets    int
+	profileDir string    // "": no profiles
+	output     io.Writer // the programs' output; nil discards it
 }
 
 // sample is one ghz run against one server at one concurrency.
@@ -48,6 +46,9 @@ type sample struct {
 
 const method = "secretproxy.v1.SecretService.GetSecret"
 
+// sampleSecret is the declared secret every call asks for.
+var sampleSecret = secretName(42)
+
 func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 	dir, err := os.MkdirTemp("", "secret-proxy-load")
 	if err != nil {
@@ -55,43 +56,47 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 	}
 	defer os.RemoveAll(dir)
 
-	emu, env, err := startEmulator(ctx, cfg, dir, logger)
+	p, err := startPod(ctx, podOptions{bins: pod.InDir(cfg.binDir), dir: dir, secrets: cfg.secrets,
+		pprof: cfg.profileDir != "", output: cfg.output})
 	if err != nil {
 		return err
 	}
-	defer stopProcess(emu)
-
-	sidecar, grpcAddr, startToReady, err := startSidecar(ctx, cfg, dir, env, logger)
+	defer p.stop()
+	logger.Info("secret-proxy ready", "start_to_ready", p.startToReady)
+	idleRSS, err := settledRSS(ctx, p.proxy.Pid())
 	if err != nil {
 		return err
 	}
-	defer stopProcess(sidecar)
-	time.Sleep(2 * time.Second) // let start-up garbage be collected before reading idle RSS
-	idleRSS, _ := procStatusKB(sidecar.Process.Pid, "VmRSS")
+	if cfg.profileDir != "" {
+		if err := fetch(ctx, "http://"+p.pprofAddr+"/debug/pprof/heap?gc=1", filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", cfg.secrets))); err != nil {
+			return err
+		}
+	}
 
-	req, err := proto.Marshal(&secretproxyv1.GetSecretRequest{Name: "secret-042"})
+	req, err := proto.Marshal(&secretproxyv1.GetSecretRequest{Name: sampleSecret})
 	if err != nil {
 		return err
 	}
 	respFile := filepath.Join(dir, "response.bin")
-	if err := captureResponse(ctx, grpcAddr, respFile); err != nil {
+	if err := captureResponse(ctx, p.grpcAddr, respFile); err != nil {
 		return err
 	}
-	bare, bareAddr, err := startBare(ctx, respFile)
+	bare, bareAddr, err := startBare(ctx, respFile, cfg.output)
 	if err != nil {
 		return err
 	}
-	defer stopProcess(bare)
+	defer func() { _ = bare.Stop(10 * time.Second) }()
 
 	protoset, err := protosetBytes()
 	if err != nil {
 		return err
 	}
 	servers := []struct {
-		name string
-		addr string
-		pid  int
-	}{{"bare", bareAddr, bare.Process.Pid}, {"sidecar", grpcAddr, sidecar.Process.Pid}}
+		name  string
+		addr  string
+		pid   int
+		pprof string
+	}{{"bare", bareAddr, bare.Pid(), ""}, {"sidecar", p.grpcAddr, p.proxy.Pid(), p.pprofAddr}}
 
 	results := map[string]map[int][]sample{"bare": {}, "sidecar": {}}
 	for round := range cfg.rounds {
@@ -103,7 +108,17 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 			for _, i := range order {
 				s := servers[i]
 				logger.Info("load", "round", round+1, "server", s.name, "concurrency", level, "duration", cfg.duration)
-				smp, err := measure(ctx, s.addr, s.pid, level, cfg.duration, req, protoset)
+				var profile func(context.Context) error
+				if s.pprof != "" {
+					file := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-c%d-r%d.pprof", level, round+1))
+					// A whole-second profile inside the run, started once
+					// the load has begun.
+					secs := max(1, int(cfg.duration/time.Second)-1)
+					profile = func(ctx context.Context) error {
+						return fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.pprof, secs), file)
+					}
+				}
+				smp, err := measure(ctx, s.addr, s.pid, level, cfg.duration, req, protoset, profile)
 				if err != nil {
 					return fmt.Errorf("%s at concurrency %d: %w", s.name, level, err)
 				}
@@ -111,19 +126,46 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 			}
 		}
 	}
-	peakRSS, _ := procStatusKB(sidecar.Process.Pid, "VmHWM")
-	bareIdle, _ := procStatusKB(bare.Process.Pid, "VmHWM")
-	printReport(os.Stdout, cfg, results, startToReady, idleRSS, peakRSS, bareIdle)
+	peakRSS, _ := procStatusKB(p.proxy.Pid(), "VmHWM")
+	barePeak, _ := procStatusKB(bare.Pid(), "VmHWM")
+	printReport(os.Stdout, cfg, results, p.startToReady, idleRSS, peakRSS, barePeak)
 	return nil
 }
 
-func measure(ctx context.Context, addr string, pid, concurrency int, d time.Duration, req, protoset []byte) (sample, error) {
+// settledRSS waits for start-up garbage to be collected and returned (the
+// runtime's scavenger works in the background), then reads VmRSS.
+func settledRSS(ctx context.Context, pid int) (int64, error) {
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(2 * time.Second):
+	}
+	return procStatusKB(pid, "VmRSS")
+}
+
+// measure runs ghz against one server. profile, when not nil, runs beside the
+// load (a CPU profile of the server) and must end before it.
+func measure(ctx context.Context, addr string, pid, concurrency int, d time.Duration, req, protoset []byte, profile func(context.Context) error) (sample, error) {
 	if err := ctx.Err(); err != nil {
 		return sample{}, err
 	}
 	cpu0, err := procCPU(pid)
 	if err != nil {
 		return sample{}, err
+	}
+	profErr := make(chan error, 1)
+	if profile != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				profErr <- ctx.Err()
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			profErr <- profile(ctx)
+		}()
+	} else {
+		profErr <- nil
 	}
 	rep, err := runner.Run(method, addr,
 		runner.WithProtosetBinary(protoset),
@@ -146,6 +188,9 @@ func measure(ctx context.Context, addr string, pid, concurrency int, d time.Dura
 	if err != nil {
 		return sample{}, err
 	}
+	if err := <-profErr; err != nil {
+		return sample{}, fmt.Errorf("cpu profile: %w", err)
+	}
 	s := sample{rps: rep.Rps, count: rep.Count}
 	for _, n := range rep.ErrorDist {
 		s.errorCount += n
@@ -164,119 +209,6 @@ func measure(ctx context.Context, addr string, pid, concurrency int, d time.Dura
 	return s, nil
 }
 
-func startEmulator(ctx context.Context, cfg runConfig, dir string, logger *slog.Logger) (*exec.Cmd, []string, error) {
-	var seed strings.Builder
-	seed.WriteString("secrets:\n")
-	for i := range cfg.secrets {
-		fmt.Fprintf(&seed, "  secret-%03d: \"load-test-value-%03d-0123456789abcdef\"\n", i, i)
-	}
-	seedFile := filepath.Join(dir, "seed.yaml")
-	if err := os.WriteFile(seedFile, []byte(seed.String()), 0o600); err != nil {
-		return nil, nil, err
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(cfg.binDir, "kv-emulator"),
-		"--vault-listen", "127.0.0.1:0", "--identity-listen", "127.0.0.1:0",
-		"--seed", seedFile, "--ca-out", filepath.Join(dir, "ca.pem"),
-		"--identity-header-out", filepath.Join(dir, "identity-header.txt"))
-	cmd.Stderr = io.Discard
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start kv-emulator (run 'make build' first): %w", err)
-	}
-	var env []string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "kv-emulator ready" {
-			go io.Copy(io.Discard, out)
-			logger.Info("kv-emulator ready", "env", len(env))
-			return cmd, env, nil
-		}
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.ContainsAny(k, " \t") {
-			env = append(env, k+"="+v)
-		}
-	}
-	stopProcess(cmd)
-	return nil, nil, errors.New("kv-emulator exited before it was ready")
-}
-
-func lookupEnv(env []string, key string) string {
-	for _, kv := range env {
-		if k, v, _ := strings.Cut(kv, "="); k == key {
-			return v
-		}
-	}
-	return ""
-}
-
-func vaultURL(env []string) string {
-	return lookupEnv(env, "AZURE_KEYVAULT_URL")
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func startSidecar(ctx context.Context, cfg runConfig, dir string, emuEnv []string, logger *slog.Logger) (*exec.Cmd, string, time.Duration, error) {
-	grpcAddr, err := freePort()
-	if err != nil {
-		return nil, "", 0, err
-	}
-	opsAddr, err := freePort()
-	if err != nil {
-		return nil, "", 0, err
-	}
-	vault := vaultURL(emuEnv)
-	if vault == "" {
-		return nil, "", 0, errors.New("kv-emulator printed no vault URL")
-	}
-	var c strings.Builder
-	fmt.Fprintf(&c, "vault:\n  url: %s\n  disableChallengeResourceVerification: true\n", vault)
-	c.WriteString("auth:\n  mode: managed-identity\nsecrets:\n")
-	for i := range cfg.secrets {
-		fmt.Fprintf(&c, "  - name: secret-%03d\n", i)
-	}
-	fmt.Fprintf(&c, "listen:\n  grpc: %s\n  ops: %s\nlog:\n  level: warn\n", grpcAddr, opsAddr)
-	confFile := filepath.Join(dir, "secret-proxy.yaml")
-	if err := os.WriteFile(confFile, []byte(c.String()), 0o600); err != nil {
-		return nil, "", 0, err
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(cfg.binDir, "secret-proxy"), "--config", confFile)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for _, k := range []string{"SSL_CERT_FILE", "IDENTITY_ENDPOINT", "IDENTITY_HEADER"} {
-		cmd.Env = append(cmd.Env, k+"="+lookupEnv(emuEnv, k))
-	}
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, "", 0, fmt.Errorf("start secret-proxy (run 'make build' first): %w", err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	hc := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
-		resp, err := hc.Get("http://" + opsAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				ready := time.Since(start)
-				logger.Info("secret-proxy ready", "start_to_ready", ready)
-				return cmd, grpcAddr, ready, nil
-			}
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	stopProcess(cmd)
-	return nil, "", 0, errors.New("secret-proxy not ready within 30s")
-}
-
 func captureResponse(ctx context.Context, addr, file string) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -285,7 +217,7 @@ func captureResponse(ctx context.Context, addr, file string) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := secretproxyv1.NewSecretServiceClient(conn).GetSecret(ctx, &secretproxyv1.GetSecretRequest{Name: "secret-042"})
+	resp, err := secretproxyv1.NewSecretServiceClient(conn).GetSecret(ctx, &secretproxyv1.GetSecretRequest{Name: sampleSecret})
 	if err != nil {
 		return fmt.Errorf("sample GetSecret: %w", err)
 	}
@@ -294,46 +226,6 @@ func captureResponse(ctx context.Context, addr, file string) error {
 		return err
 	}
 	return os.WriteFile(file, raw, 0o600)
-}
-
-func startBare(ctx context.Context, respFile string) (*exec.Cmd, string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, "", err
-	}
-	cmd := exec.CommandContext(ctx, self, "bare", "--response", respFile)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	sc := bufio.NewScanner(out)
-	if sc.Scan() {
-		if addr, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-			go io.Copy(io.Discard, out)
-			return cmd, addr, nil
-		}
-	}
-	stopProcess(cmd)
-	return nil, "", errors.New("bare server did not report its address")
-}
-
-func stopProcess(cmd *exec.Cmd) {
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
 }
 
 // protosetBytes builds the descriptor set ghz needs from the compiled-in API,
@@ -423,7 +315,7 @@ func printReport(w io.Writer, cfg runConfig, results map[string]map[int][]sample
 		b, s := med["bare"], med["sidecar"]
 		ratios = append(ratios, ratio{level, s[0] / b[0], s[1] / b[1], s[2] / b[2]})
 	}
-	fmt.Fprintln(w, "\nRatios sidecar/bare (targets: throughput >= 0.85, p99 <= 1.25, CPU per request <= 1.2):")
+	fmt.Fprintln(w, "\nRatios sidecar/bare (targets, issue 13: throughput >= 0.95, p99 <= 1.15, CPU per request <= 1.1):")
 	fmt.Fprintln(w, "\n| concurrency | throughput | p99 | CPU/req |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, r := range ratios {

@@ -25,6 +25,13 @@ the call to write instead of producing a broken pod.
 {{- if not (kindIs "map" .values) -}}
 {{- fail (printf "secret-proxy: \"values\" must be a map (the chart's secretProxy block), got %s; set secretProxy in values.yaml" (kindOf .values)) -}}
 {{- end -}}
+{{- /* The library's defaults live in its values.yaml only: the templates read them from the
+     block, where Helm puts them for a dependency aliased secretProxy. */ -}}
+{{- range list "nativeSidecar" "image" "auth" "socketDir" "opsPort" "clientAuth" "probes" "resources" "securityContext" -}}
+{{- if not (hasKey $.values .) -}}
+{{- fail (printf "secret-proxy: \"values\" has no %q key, one of the library's defaults (charts/secret-proxy/values.yaml): declare the dependency with alias: secretProxy in Chart.yaml, so that Helm merges those defaults into .Values.secretProxy and checks the block against the library's values.schema.json" .) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* secret-proxy.name: the base name of the objects the library renders, 63 characters at most. */}}
@@ -53,7 +60,7 @@ secret-proxy.validate fails on values the sidecar would refuse, so a mistake sho
 {{- if not (hasPrefix "https://" $url) -}}
 {{- fail (printf "secret-proxy: secretProxy.vault.url must start with https:// (bearer tokens never go over http), got %q" $url) -}}
 {{- end -}}
-{{- $mode := dig "auth" "mode" "workload-identity" $v -}}
+{{- $mode := $v.auth.mode -}}
 {{- if not (has $mode (list "workload-identity" "managed-identity" "default")) -}}
 {{- fail (printf "secret-proxy: secretProxy.auth.mode must be workload-identity, managed-identity or default, got %q" $mode) -}}
 {{- end -}}
@@ -82,22 +89,22 @@ secret-proxy.validate fails on values the sidecar would refuse, so a mistake sho
 {{- end -}}
 {{- $_ := set $seen $name true -}}
 {{- end -}}
-{{- $level := dig "log" "level" "info" $v -}}
-{{- if not (has $level (list "debug" "info" "warn" "error")) -}}
+{{- $level := dig "log" "level" "" $v -}}
+{{- if and $level (not (has $level (list "debug" "info" "warn" "error"))) -}}
 {{- fail (printf "secret-proxy: secretProxy.log.level must be debug, info, warn or error, got %q" $level) -}}
 {{- end -}}
-{{- $dir := dig "socketDir" "/var/run/secret-proxy" $v -}}
+{{- $dir := $v.socketDir -}}
 {{- if not (hasPrefix "/" $dir) -}}
 {{- fail (printf "secret-proxy: secretProxy.socketDir must be an absolute path, got %q" $dir) -}}
 {{- end -}}
-{{- if and (dig "nativeSidecar" true $v) (not (semverCompare ">=1.29.0-0" .context.Capabilities.KubeVersion.Version)) -}}
+{{- if and $v.nativeSidecar (not (semverCompare ">=1.29.0-0" .context.Capabilities.KubeVersion.Version)) -}}
 {{- fail (printf "secret-proxy: native sidecars need Kubernetes 1.29 or later and this cluster is %s; set secretProxy.nativeSidecar=false to run the sidecar as a regular container" .context.Capabilities.KubeVersion.Version) -}}
 {{- end -}}
-{{- $ca := dig "clientAuth" dict $v -}}
+{{- $ca := $v.clientAuth -}}
 {{- if and (dig "debugLoopbackPort" 0 $v) (dig "allowedUIDs" list $ca) (not (dig "existingSecret" "" $ca)) -}}
 {{- fail "secret-proxy: secretProxy.clientAuth.allowedUIDs checks callers on the unix socket only, and debugLoopbackPort opens 127.0.0.1 to every container of the pod without that check: set secretProxy.clientAuth.existingSecret (a bearer token every caller must send), or debugLoopbackPort: 0" -}}
 {{- end -}}
-{{- if and (dig "existingSecret" "" $ca) (not (dig "key" "token" $ca)) -}}
+{{- if and (dig "existingSecret" "" $ca) (not $ca.key) -}}
 {{- fail "secret-proxy: secretProxy.clientAuth.key must name the key of clientAuth.existingSecret that holds the token" -}}
 {{- end -}}
 {{- end -}}

@@ -1,57 +1,81 @@
 {{/*
-secret-proxy.config renders the sidecar's configuration file (docs/reference/config.md). Every key
-is written out, so `secret-proxy --check` sees exactly what runs. TCP is off: the application
-reaches the sidecar only through the unix socket in the shared emptyDir (debugLoopbackPort
-can open 127.0.0.1 inside the pod for grpcurl through kubectl port-forward).
+secret-proxy.config renders the sidecar's configuration file (docs/reference/config.md). It
+writes what the chart decides (the vault, the identity, the declared secrets, TCP off, the unix
+socket in the shared emptyDir, the ops port the probes use, the token file) and every other key
+only when the values set it: a key left unset is the sidecar's own default, which lives in the
+sidecar alone (tools/chartcheck's TestChartDefaultsAreTheBinarys checks that). debugLoopbackPort
+can open 127.0.0.1 inside the pod for grpcurl through kubectl port-forward.
 */}}
 {{- define "secret-proxy.config" -}}
 {{- include "secret-proxy.validate" . -}}
 {{- $v := .values -}}
-{{- $mode := dig "auth" "mode" "workload-identity" $v -}}
+{{- $mode := $v.auth.mode -}}
 vault:
-  url: {{ dig "vault" "url" "" $v | quote }}
-  disableChallengeResourceVerification: {{ dig "vault" "disableChallengeResourceVerification" false $v }}
+  url: {{ $v.vault.url | quote }}
+  {{- with include "secret-proxy.setKeys" (list $v.vault "disableChallengeResourceVerification") }}{{ . | nindent 2 }}{{ end }}
 auth:
   mode: {{ $mode }}
   {{- /* With workload identity the webhook injects AZURE_CLIENT_ID from the service account
        annotation; the file carries the client id only where managed identity may be used. */}}
-  clientId: {{ if eq $mode "workload-identity" }}""{{ else }}{{ dig "auth" "clientId" "" $v | quote }}{{ end }}
-  disableInstanceDiscovery: {{ dig "auth" "disableInstanceDiscovery" false $v }}
+  {{- if ne $mode "workload-identity" }}
+  clientId: {{ $v.auth.clientId | quote }}
+  {{- end }}
+  {{- with include "secret-proxy.setKeys" (list $v.auth "disableInstanceDiscovery") }}{{ . | nindent 2 }}{{ end }}
 secrets:
-{{- range (dig "secrets" list $v) }}
+{{- range $v.secrets }}
   - name: {{ .name | quote }}
-    vaultSecret: {{ default .name (dig "vaultSecret" "" .) | quote }}
-    version: {{ dig "version" "" . | quote }}
-    optional: {{ dig "optional" false . }}
+    {{- with include "secret-proxy.setKeys" (list . "vaultSecret" "version" "optional") }}{{ . | nindent 4 }}{{ end }}
 {{- end }}
+{{- with include "secret-proxy.setKeys" (list $v.refresh "interval" "jitter" "minInterval" "maxStale" "refuseExpired") }}
 refresh:
-  interval: {{ dig "refresh" "interval" "5m" $v | quote }}
-  jitter: {{ dig "refresh" "jitter" 0.1 $v }}
-  minInterval: {{ dig "refresh" "minInterval" "10s" $v | quote }}
-  maxStale: {{ dig "refresh" "maxStale" "0s" $v | quote }}
-  refuseExpired: {{ dig "refresh" "refuseExpired" false $v }}
+  {{- . | nindent 2 }}
+{{- end }}
 listen:
   {{- /* TCP stays off unless debugLoopbackPort opens pod-local loopback for grpcurl through kubectl port-forward. */}}
-  grpc: {{ with dig "debugLoopbackPort" 0 $v }}{{ printf "127.0.0.1:%v" . | quote }}{{ else }}""{{ end }}
-  reflection: {{ dig "reflection" false $v }}
-  allowNonLoopback: false
+  grpc: {{ with $v.debugLoopbackPort }}{{ printf "127.0.0.1:%v" . | quote }}{{ else }}""{{ end }}
+  {{- with include "secret-proxy.setKeys" (list $v "reflection") }}{{ . | nindent 2 }}{{ end }}
   unix: {{ include "secret-proxy.socketPath" . | quote }}
-  ops: {{ printf "0.0.0.0:%v" (dig "opsPort" 9090 $v) | quote }}
+  ops: {{ printf "0.0.0.0:%v" $v.opsPort | quote }}
+{{- $clientAuth := include "secret-proxy.setKeys" (list $v.clientAuth "allowedUIDs") }}
+{{- with include "secret-proxy.tokenFile" . }}
+{{- $clientAuth = printf "tokenFile: %s\n%s" (quote .) $clientAuth }}
+{{- end }}
+{{- with $clientAuth | trim }}
 clientAuth:
-  tokenFile: {{ include "secret-proxy.tokenFile" . | quote }}
-  allowedUIDs: {{ dig "clientAuth" "allowedUIDs" list $v | toJson }}
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with include "secret-proxy.setKeys" (list $v.log "level" "format") }}
 log:
-  level: {{ dig "log" "level" "info" $v }}
-  format: {{ dig "log" "format" "json" $v }}
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with include "secret-proxy.setKeys" (list $v.accessTokens "scopes" "refreshBefore") }}
 accessTokens:
-  scopes: {{ dig "accessTokens" "scopes" list $v | toJson }}
-  refreshBefore: {{ dig "accessTokens" "refreshBefore" "5m" $v | quote }}
+  {{- . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+secret-proxy.setKeys renders "key: value" lines, as JSON values (valid YAML, strings quoted),
+for the keys of a map (the first list element) that are set and not null; nothing for the
+others, or when the map is absent, so that the sidecar applies its own default.
+*/}}
+{{- define "secret-proxy.setKeys" -}}
+{{- $m := first . -}}
+{{- if kindIs "map" $m -}}
+{{- $lines := list -}}
+{{- range rest . -}}
+{{- if and (hasKey $m .) (not (kindIs "invalid" (get $m .))) -}}
+{{- $lines = append $lines (printf "%s: %s" . (toJson (get $m .))) -}}
+{{- end -}}
+{{- end -}}
+{{- join "\n" $lines -}}
+{{- end -}}
 {{- end -}}
 
 {{/* secret-proxy.socketPath: where the gRPC unix socket lives, for the application's --sidecar flag. */}}
 {{- define "secret-proxy.socketPath" -}}
 {{- include "secret-proxy.checkArgs" . -}}
-{{- printf "%s/grpc.sock" (dig "socketDir" "/var/run/secret-proxy" .values | trimSuffix "/") -}}
+{{- printf "%s/grpc.sock" (.values.socketDir | trimSuffix "/") -}}
 {{- end -}}
 
 {{/* secret-proxy.sidecarAddress: the socket as a gRPC target, e.g. unix:///var/run/secret-proxy/grpc.sock. */}}

@@ -8,15 +8,15 @@ while draining.
 {{- define "secret-proxy.container" -}}
 {{- include "secret-proxy.validate" . -}}
 {{- $v := .values -}}
-{{- $native := dig "nativeSidecar" true $v -}}
-{{- $image := dig "image" dict $v -}}
-{{- $repo := dig "repository" "ghcr.io/secretproxy/secret-proxy" $image -}}
-{{- $tag := toString (dig "tag" "0.1.0" $image) -}}
+{{- $native := $v.nativeSidecar -}}
+{{- $image := $v.image -}}
+{{- $repo := $image.repository -}}
+{{- $tag := toString $image.tag -}}
 {{- $digest := dig "digest" "" $image -}}
-{{- $probes := dig "probes" dict $v -}}
+{{- $probes := $v.probes -}}
 - name: secret-proxy
   image: {{ if $digest }}{{ printf "%s@%s" $repo $digest | quote }}{{ else }}{{ printf "%s:%s" $repo $tag | quote }}{{ end }}
-  imagePullPolicy: {{ dig "pullPolicy" "IfNotPresent" $image }}
+  imagePullPolicy: {{ $image.pullPolicy }}
   {{- /* A configuration or vault error shows in `kubectl describe pod`, not only in the log. */}}
   terminationMessagePolicy: FallbackToLogsOnError
   {{- if $native }}
@@ -27,39 +27,39 @@ while draining.
     - /etc/secret-proxy/config.yaml
   ports:
     - name: sp-ops
-      containerPort: {{ dig "opsPort" 9090 $v }}
+      containerPort: {{ $v.opsPort }}
       protocol: TCP
   startupProbe:
     httpGet:
       path: /readyz
       port: sp-ops
-    periodSeconds: {{ dig "startup" "periodSeconds" 2 $probes }}
-    failureThreshold: {{ dig "startup" "failureThreshold" 90 $probes }}
+    periodSeconds: {{ $probes.startup.periodSeconds }}
+    failureThreshold: {{ $probes.startup.failureThreshold }}
     timeoutSeconds: 2
   livenessProbe:
     httpGet:
       path: /livez
       port: sp-ops
-    periodSeconds: {{ dig "liveness" "periodSeconds" 10 $probes }}
-    failureThreshold: {{ dig "liveness" "failureThreshold" 3 $probes }}
+    periodSeconds: {{ $probes.liveness.periodSeconds }}
+    failureThreshold: {{ $probes.liveness.failureThreshold }}
     timeoutSeconds: 2
   readinessProbe:
     httpGet:
       path: /readyz
       port: sp-ops
-    periodSeconds: {{ dig "readiness" "periodSeconds" 10 $probes }}
-    failureThreshold: {{ dig "readiness" "failureThreshold" 3 $probes }}
+    periodSeconds: {{ $probes.readiness.periodSeconds }}
+    failureThreshold: {{ $probes.readiness.failureThreshold }}
     timeoutSeconds: 2
   resources:
-    {{- dig "resources" (dict "requests" (dict "cpu" "10m" "memory" "32Mi") "limits" (dict "memory" "128Mi")) $v | toYaml | nindent 4 }}
+    {{- $v.resources | toYaml | nindent 4 }}
   securityContext:
-    {{- dig "securityContext" (fromYaml (include "secret-proxy.defaultSecurityContext" .)) $v | toYaml | nindent 4 }}
+    {{- $v.securityContext | toYaml | nindent 4 }}
   volumeMounts:
     - name: secret-proxy-config
       mountPath: /etc/secret-proxy
       readOnly: true
     - name: secret-proxy-socket
-      mountPath: {{ dig "socketDir" "/var/run/secret-proxy" $v | quote }}
+      mountPath: {{ $v.socketDir | quote }}
     {{- if include "secret-proxy.tokenFile" . }}
     - name: secret-proxy-token
       mountPath: /var/run/secret-proxy-token
@@ -67,26 +67,10 @@ while draining.
     {{- end }}
 {{- end -}}
 
-{{/*
-The sidecar's default container security context: the Pod Security "restricted" profile plus
-a read-only root file system. 65532 is distroless's nonroot user.
-*/}}
-{{- define "secret-proxy.defaultSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
-{{- end -}}
-
 {{/* secret-proxy.initContainers: the sidecar for initContainers, or nothing when nativeSidecar is false. */}}
 {{- define "secret-proxy.initContainers" -}}
 {{- include "secret-proxy.checkArgs" . -}}
-{{- if dig "nativeSidecar" true .values -}}
+{{- if .values.nativeSidecar -}}
 {{- include "secret-proxy.container" . -}}
 {{- else -}}
 {{- include "secret-proxy.validate" . -}}
@@ -96,7 +80,7 @@ seccompProfile:
 {{/* secret-proxy.containers: the sidecar for containers when nativeSidecar is false (clusters before 1.29), else nothing. */}}
 {{- define "secret-proxy.containers" -}}
 {{- include "secret-proxy.checkArgs" . -}}
-{{- if not (dig "nativeSidecar" true .values) -}}
+{{- if not .values.nativeSidecar -}}
 {{- include "secret-proxy.container" . -}}
 {{- else -}}
 {{- include "secret-proxy.validate" . -}}
@@ -117,14 +101,14 @@ lets the application (another user, same group) connect to the 0660 socket.
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
-{{- $ca := dig "clientAuth" dict .values }}
+{{- $ca := .values.clientAuth }}
 {{- if dig "existingSecret" "" $ca }}
 - name: secret-proxy-token
   secret:
     secretName: {{ dig "existingSecret" "" $ca | quote }}
     defaultMode: 0440
     items:
-      - key: {{ dig "key" "token" $ca | quote }}
+      - key: {{ $ca.key | quote }}
         path: token
 {{- end }}
 {{- end -}}
@@ -133,7 +117,7 @@ lets the application (another user, same group) connect to the 0660 socket.
 {{- define "secret-proxy.clientVolumeMounts" -}}
 {{- include "secret-proxy.validate" . -}}
 - name: secret-proxy-socket
-  mountPath: {{ dig "socketDir" "/var/run/secret-proxy" .values | quote }}
+  mountPath: {{ .values.socketDir | quote }}
 {{- if include "secret-proxy.tokenFile" . }}
 - name: secret-proxy-token
   mountPath: /var/run/secret-proxy-token
@@ -148,7 +132,7 @@ Nothing for managed-identity mode.
 */}}
 {{- define "secret-proxy.podLabels" -}}
 {{- include "secret-proxy.validate" . -}}
-{{- if ne (dig "auth" "mode" "workload-identity" .values) "managed-identity" -}}
+{{- if ne .values.auth.mode "managed-identity" -}}
 azure.workload.identity/use: "true"
 {{- end -}}
 {{- end -}}
@@ -156,7 +140,7 @@ azure.workload.identity/use: "true"
 {{/* secret-proxy.serviceAccountAnnotations: the identity the Workload Identity webhook hands to the pod. */}}
 {{- define "secret-proxy.serviceAccountAnnotations" -}}
 {{- include "secret-proxy.validate" . -}}
-{{- if ne (dig "auth" "mode" "workload-identity" .values) "managed-identity" -}}
+{{- if ne .values.auth.mode "managed-identity" -}}
 azure.workload.identity/client-id: {{ dig "auth" "clientId" "" .values | quote }}
 {{- with dig "auth" "tenantId" "" .values }}
 azure.workload.identity/tenant-id: {{ . | quote }}

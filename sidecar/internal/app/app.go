@@ -29,8 +29,10 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
 	"github.com/secretproxy/secretproxy/sidecar/internal/grpcapi"
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault/kvconfig"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 	"github.com/secretproxy/secretproxy/sidecar/internal/ops"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // Options are what the binary and the tests inject.
@@ -67,6 +69,7 @@ type App struct {
 	opsLis   net.Listener
 	ops      *http.Server
 	bearer   *clientauth.Tokens // nil without clientAuth.tokenFile
+	backend  backend
 	draining atomic.Bool
 	start    time.Time
 }
@@ -126,28 +129,20 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		}
 	}
 
-	kvo := o.KeyVault
-	kvo.Metrics = m
-	// One credential for the vault client and for GetAccessToken's tokens.
-	cred, err := keyvault.NewCredential(cfg.Auth, kvo)
-	if err != nil {
+	if a.backend, err = openBackend(cfg, o, m); err != nil {
 		return nil, err
 	}
-	kv, err := keyvault.NewWithCredential(cfg.Vault, cred, kvo)
-	if err != nil {
-		return nil, err
-	}
-	a.cache = cache.New(cfg, kv, cache.Options{Clock: o.Clock, Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
-	a.tokens = accesstoken.New(keyvault.AccessTokenSource(cred), accesstoken.Options{
+	a.cache = cache.New(cfg, a.backend.source, cache.Options{Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
+	a.tokens = accesstoken.New(a.backend.tokens, accesstoken.Options{
 		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
-		Clock: o.Clock, Metrics: m, Logger: log, Reason: keyvault.TokenFailureReason,
+		Clock: o.Clock, Metrics: m, Logger: log, Reason: a.backend.tokenFailure,
 	})
 	var auth interface{ Allow(string) bool }
 	if a.bearer != nil {
 		auth = a.bearer
 	}
 	a.grpc = grpcapi.NewServer(grpcapi.ServerOptions{Auth: auth,
-		Cache: a.cache, Tokens: a.tokens, Metrics: m, Logger: log,
+		Cache: a.cache, Names: a.backend.names, Tokens: a.tokens, Metrics: m, Logger: log,
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
 	})
 	a.ops = &http.Server{
@@ -191,6 +186,52 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		a.opsLis = connlimit.Wrap(l, maxOps, "ops", log)
 	}
 	return a, nil
+}
+
+// backend is what the app takes from the secret backend.
+type backend struct {
+	source source.Source
+	// names is the backend's rule for secret names, checked by the API.
+	names source.NameRule
+	// tokens fetches GetAccessToken's tokens with the backend's identity;
+	// tokenFailure says why a fetch failed, in words a caller may see.
+	tokens       accesstoken.Source
+	tokenFailure func(error) string
+	// describe is what the start log says about the backend.
+	describe []any
+}
+
+// openBackend builds the secret backend the configuration names. It is the
+// one place that knows which backends exist: a second one is a package beside
+// internal/keyvault (a source.Source, its name rule, its configuration
+// section) and one case here.
+func openBackend(cfg config.Config, o Options, m *metrics.Metrics) (backend, error) {
+	switch {
+	case cfg.Vault.URL != "":
+		return openKeyVault(cfg.Vault, cfg.Auth, o.KeyVault, m)
+	default:
+		// Validation requires vault.url; this says so if a caller skipped it.
+		return backend{}, errors.New("no secret backend configured: set vault.url")
+	}
+}
+
+// openKeyVault builds the Key Vault backend: one credential for the vault
+// client and for GetAccessToken's tokens.
+func openKeyVault(v kvconfig.Vault, auth kvconfig.Auth, kvo keyvault.Options, m *metrics.Metrics) (backend, error) {
+	kvo.Metrics = m
+	cred, err := keyvault.NewCredential(auth, kvo)
+	if err != nil {
+		return backend{}, err
+	}
+	kv, err := keyvault.NewWithCredential(v, cred, kvo)
+	if err != nil {
+		return backend{}, err
+	}
+	return backend{
+		source: kv, names: kvconfig.Names,
+		tokens: keyvault.AccessTokenSource(cred), tokenFailure: keyvault.TokenFailureReason,
+		describe: []any{"vault", v.URL, "auth", kvconfig.Mode(auth, kvo.Getenv)},
+	}, nil
 }
 
 // listenUnix creates the socket with mode 0660: the umask is tightened while
@@ -278,9 +319,9 @@ func (a *App) ready() (bool, string) {
 // NOT_SERVING, watch streams end UNAVAILABLE, unary calls finish. A serve
 // error ends it too and is returned.
 func (a *App) Run(ctx context.Context) error {
-	a.log.Info("secret-proxy starting", "version", a.o.Version, "vault", a.cfg.Vault.URL,
-		"auth", keyvault.Mode(a.cfg.Auth, a.o.KeyVault.Getenv), "secrets", len(a.cfg.Secrets), "accessTokenScopes", len(a.cfg.AccessTokens.Scopes),
-		"grpc", a.GRPCAddr(), "unix", a.UnixPath(), "ops", a.OpsAddr())
+	attrs := append([]any{"version", a.o.Version}, a.backend.describe...)
+	a.log.Info("secret-proxy starting", append(attrs, "secrets", len(a.cfg.Secrets), "accessTokenScopes", len(a.cfg.AccessTokens.Scopes),
+		"grpc", a.GRPCAddr(), "unix", a.UnixPath(), "ops", a.OpsAddr())...)
 
 	g, gctx := errgroup.WithContext(context.Background())
 	rctx, stopRefresher := context.WithCancel(context.Background())

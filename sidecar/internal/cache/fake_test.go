@@ -2,24 +2,26 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
-// fakeVault is a hand-written Fetcher: the cache's logic does not depend on
-// HTTP, so these tests use it; the real SDK against the emulator is tested in
-// the keyvault and app packages.
-type fakeVault struct {
+// fakeSource is a hand-written source.Source, the backend of these tests: the
+// cache speaks only the neutral words of package source, so a backend is
+// whatever answers them. The Key Vault backend (the real SDK against the
+// emulator) is tested in the keyvault and app packages.
+type fakeSource struct {
 	mu      sync.Mutex
-	secrets map[string]keyvault.Secret
+	secrets map[string]source.Secret
 	errs    map[string]error // per vault name
 	all     error            // every read fails with it
 	calls   int
@@ -27,27 +29,27 @@ type fakeVault struct {
 	gate    chan struct{} // when set, reads block until it is closed
 }
 
-func newFakeVault(values map[string]string) *fakeVault {
-	v := &fakeVault{secrets: map[string]keyvault.Secret{}, errs: map[string]error{}, byName: map[string]int{}}
+func newFakeSource(values map[string]string) *fakeSource {
+	v := &fakeSource{secrets: map[string]source.Secret{}, errs: map[string]error{}, byName: map[string]int{}}
 	for k, val := range values {
 		v.set(k, val, "v1")
 	}
 	return v
 }
 
-func (v *fakeVault) set(name, value, version string) {
+func (v *fakeSource) set(name, value, version string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.secrets[name] = keyvault.Secret{Value: value, Version: version, Updated: time.Unix(1_700_000_000, 0)}
+	v.secrets[name] = source.Secret{Value: value, Version: version, Updated: time.Unix(1_700_000_000, 0)}
 }
 
-func (v *fakeVault) setSecret(name string, s keyvault.Secret) {
+func (v *fakeSource) setSecret(name string, s source.Secret) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.secrets[name] = s
 }
 
-func (v *fakeVault) setErr(name string, err error) {
+func (v *fakeSource) setErr(name string, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err == nil {
@@ -57,19 +59,19 @@ func (v *fakeVault) setErr(name string, err error) {
 	}
 }
 
-func (v *fakeVault) setAll(err error) {
+func (v *fakeSource) setAll(err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.all = err
 }
 
-func (v *fakeVault) count() int {
+func (v *fakeSource) count() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.calls
 }
 
-func (v *fakeVault) Get(ctx context.Context, name, version string) (keyvault.Secret, error) {
+func (v *fakeSource) Get(ctx context.Context, name, version string) (source.Secret, error) {
 	v.mu.Lock()
 	v.calls++
 	v.byName[name]++
@@ -79,35 +81,37 @@ func (v *fakeVault) Get(ctx context.Context, name, version string) (keyvault.Sec
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return keyvault.Secret{}, &keyvault.TransientError{Err: ctx.Err()}
+			return source.Secret{}, &source.TransientError{Err: ctx.Err()}
 		}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.all != nil {
-		return keyvault.Secret{}, v.all
+		return source.Secret{}, v.all
 	}
 	if err := v.errs[name]; err != nil {
-		return keyvault.Secret{}, err
+		return source.Secret{}, err
 	}
 	s, ok := v.secrets[name]
 	if !ok {
-		return keyvault.Secret{}, keyvault.ErrNotFound
+		return source.Secret{}, source.ErrNotFound
 	}
 	return s, nil
 }
 
 var (
-	errOutage   = &keyvault.TransientError{Status: 503, Code: "ServiceUnavailable"}
-	errThrottle = &keyvault.TransientError{Status: 429, Code: "Throttled", RetryAfter: 30 * time.Second}
+	errOutage   = &source.TransientError{Err: errors.New("backend answered 503")}
+	errThrottle = &source.TransientError{Err: errors.New("backend answered 429"), RetryAfter: 30 * time.Second}
 )
 
-var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+// t0 is when every test starts: a testing/synctest bubble's clock starts at
+// midnight UTC, 2000-01-01, and moves only when every goroutine of the bubble
+// waits (time.Sleep in a bubble is no real sleep).
+var t0 = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type harness struct {
 	c   *Cache
-	v   *fakeVault
-	clk *clock.Fake
+	v   *fakeSource
 	reg *prometheus.Registry
 	m   *metrics.Metrics
 }
@@ -121,17 +125,21 @@ func testConfig(secrets ...config.Secret) config.Config {
 	return cfg
 }
 
-func newHarness(t *testing.T, cfg config.Config, v *fakeVault) *harness {
+// newHarness builds a cache over v; call it inside synctest.Test, at t0.
+func newHarness(t *testing.T, cfg config.Config, v *fakeSource) *harness {
 	t.Helper()
-	clk := clock.NewFake(t0)
+	if now := time.Now(); !now.Equal(t0) {
+		t.Fatalf("the harness is built at %s, want t0 %s: call it first thing inside synctest.Test", now, t0)
+	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, cfg.DeclaredNames(), "test")
-	c := New(cfg, v, Options{Clock: clk, Metrics: m, Rand: func() float64 { return 0.5 }})
+	c := New(cfg, v, Options{Metrics: m, Rand: func() float64 { return 0.5 }})
 	t.Cleanup(c.cancel)
-	return &harness{c: c, v: v, clk: clk, reg: reg, m: m}
+	return &harness{c: c, v: v, reg: reg, m: m}
 }
 
-// run starts the refresher and stops it at the end of the test.
+// run starts the refresher, lets it prefetch, and stops it at the end of the
+// test. When run returns, the prefetch is done and the refresher sleeps.
 func (h *harness) run(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -144,37 +152,12 @@ func (h *harness) run(t *testing.T) {
 		cancel()
 		<-done
 	})
-	// The prefetch is done when the refresher sleeps on its first timer;
-	// moving the clock before that would leave its timer in the future.
-	waitFor(t, "the refresher to sleep after the prefetch", func() bool { return h.clk.Pending() > 0 })
+	synctest.Wait()
 }
 
-// advance moves the fake clock and, if that fires the refresher's timer, waits
-// until the refresher has gone back to sleep on a new one.
-func (h *harness) advance(t *testing.T, d time.Duration) {
-	t.Helper()
-	next, ok := h.clk.NextDeadline()
-	fires := ok && !next.After(h.clk.Now().Add(d))
-	created := h.clk.TimerCreated()
-	h.clk.Advance(d)
-	if fires {
-		select {
-		case <-created:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the refresher did not go back to sleep")
-		}
-	}
-}
-
-// waitFor polls cond for up to 10 s. It bounds a wait for goroutines; it never
-// decides a result by timing.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 10000 {
-		if cond() {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+// advance moves the bubble's clock by d, firing every timer due on the way at
+// its own time, and returns once every goroutine waits again.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }

@@ -1,5 +1,13 @@
-// Package clock is the small time interface the refresher and the read path
-// use, so that back-off, Retry-After and intervals are testable without sleeps.
+// Package clock is a small time interface with a fake for tests.
+//
+// The cache no longer takes one: its tests run in testing/synctest bubbles,
+// whose clock moves only when every goroutine waits. The access-token cache
+// (internal/accesstoken) and the bearer-token file follower
+// (internal/clientauth) still take a Clock, because their tests read the fake's
+// pending deadlines (NextDeadline, Pending, TimerCreated) to assert when the
+// background refresh sleeps until; moving them to synctest means restating
+// those assertions as observations at exact instants, as the cache's tests
+// now do. Until then this package stays, for them alone.
 package clock
 
 import (

@@ -5,6 +5,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/problem"
 )
 
 // ClientAuth says who may call the gRPC API.
@@ -53,7 +55,7 @@ func (ca ClientAuth) checkEnvironment(ps *Problems) {
 	b, err := os.ReadFile(f)
 	switch {
 	case err != nil:
-		ps.add("clientAuth.tokenFile", "cannot read %s: %v", f, pathErr(err))
+		ps.add("clientAuth.tokenFile", "cannot read %s: %v", f, problem.PathErr(err))
 	case strings.TrimSpace(string(b)) == "":
 		ps.add("clientAuth.tokenFile", "%s is empty: put the bearer token callers must send in it", f)
 	}

@@ -214,23 +214,6 @@ func TestOverrides(t *testing.T) {
 	}
 }
 
-func TestValidName(t *testing.T) {
-	tests := []struct {
-		name string
-		want bool
-	}{
-		{"db-password", true}, {"A", true}, {strings.Repeat("a", 127), true},
-		{"", false}, {strings.Repeat("a", 128), false}, {"bad name!", false}, {"a_b", false}, {"ü", false}, {"a/b", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := ValidName(tt.name); got != tt.want {
-				t.Errorf("ValidName(%q) = %v, want %v", tt.name, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestLoadFileMissing(t *testing.T) {
 	_, err := LoadFile(filepath.Join(t.TempDir(), "absent.yaml"))
 	if !errors.Is(err, os.ErrNotExist) {

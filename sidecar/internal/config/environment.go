@@ -1,17 +1,9 @@
 package config
 
 import (
-	"errors"
-	"io/fs"
 	"os"
-	"strings"
-)
 
-// Workload identity environment, injected by the AKS Workload Identity webhook.
-const (
-	EnvFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
-	EnvClientID           = "AZURE_CLIENT_ID"
-	EnvTenantID           = "AZURE_TENANT_ID"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault/kvconfig"
 )
 
 // CheckEnvironment reports, as Problems, what start would refuse about the
@@ -31,39 +23,7 @@ func (c *Config) checkEnvironment(getenv func(string) string) Problems {
 	var ps Problems
 	c.Listen.checkEnvironment(&ps)
 	c.ClientAuth.checkEnvironment(&ps)
-	c.Auth.checkEnvironment(getenv, &ps)
+	// The backend's environment (workload identity), checked by the backend.
+	ps = append(ps, kvconfig.CheckEnvironment(c.Auth, getenv)...)
 	return ps
-}
-
-// checkEnvironment checks that workload identity finds what the webhook injects.
-func (a Auth) checkEnvironment(getenv func(string) string, ps *Problems) {
-	if a.Mode != AuthWorkloadIdentity {
-		return
-	}
-	var missing []string
-	for _, k := range []string{EnvFederatedTokenFile, EnvTenantID} {
-		if getenv(k) == "" {
-			missing = append(missing, k)
-		}
-	}
-	if a.ClientID == "" && getenv(EnvClientID) == "" {
-		missing = append(missing, EnvClientID+" (or auth.clientId)")
-	}
-	switch {
-	case len(missing) > 0:
-		ps.add("auth.mode", "workload-identity needs %s, which the AKS Workload Identity webhook injects: label the pod azure.workload.identity/use=true and annotate its service account with the client id", strings.Join(missing, ", "))
-	default:
-		if _, err := os.Stat(getenv(EnvFederatedTokenFile)); err != nil {
-			ps.add("auth.mode", "workload-identity: %s %s: %v", EnvFederatedTokenFile, getenv(EnvFederatedTokenFile), pathErr(err))
-		}
-	}
-}
-
-// pathErr drops the path an *fs.PathError repeats, since the message names it already.
-func pathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -1,22 +1,8 @@
 package config
 
 import (
-	"strings"
 	"testing"
 )
-
-// FuzzValidName checks the name rule against a plain restatement of it.
-func FuzzValidName(f *testing.F) {
-	for _, s := range []string{"db-password", "", "bad name!", strings.Repeat("x", 127), strings.Repeat("x", 128), "a\x00b", "ü"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want := len(s) >= 1 && len(s) <= 127 && strings.Trim(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") == ""
-		if got := ValidName(s); got != want {
-			t.Fatalf("ValidName(%q) = %v, want %v", s, got, want)
-		}
-	})
-}
 
 // FuzzParse checks that the parser never panics, and that whatever it accepts
 // either validates or is refused with located problems.

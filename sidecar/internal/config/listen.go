@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/problem"
 )
 
 // Listen says where the sidecar serves.
@@ -86,7 +88,7 @@ func (l Listen) checkEnvironment(ps *Problems) {
 	}
 	dir := filepath.Dir(p)
 	if fi, err := os.Stat(dir); err != nil {
-		ps.add("listen.unix", "directory %s: %v; create it (in Kubernetes, mount an emptyDir there)", dir, pathErr(err))
+		ps.add("listen.unix", "directory %s: %v; create it (in Kubernetes, mount an emptyDir there)", dir, problem.PathErr(err))
 	} else if !fi.IsDir() {
 		ps.add("listen.unix", "%s is not a directory", dir)
 	}

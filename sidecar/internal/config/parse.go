@@ -121,6 +121,7 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
+// decode sets v from n, recording a problem at path for whatever does not fit.
 func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -136,74 +137,92 @@ func (w *walker) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	switch {
 	case v.Type() == durationType:
-		if n.Kind != yaml.ScalarNode {
-			w.add(path, "want a duration such as 30s or 5m")
-			return
-		}
-		d, err := time.ParseDuration(n.Value)
-		if err != nil {
-			if n.Value == "0" {
-				v.SetInt(0)
-				return
-			}
-			w.add(path, "%q is not a duration such as 30s or 5m", n.Value)
-			return
-		}
-		v.SetInt(int64(d))
+		w.decodeDuration(n, v, path)
 	case v.Kind() == reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			w.add(path, "want a mapping of keys")
-			return
-		}
-		t := v.Type()
-		fields := make(map[string]int, t.NumField())
-		known := make([]string, 0, t.NumField())
-		for i := range t.NumField() {
-			tag := t.Field(i).Tag.Get("yaml")
-			fields[tag] = i
-			known = append(known, tag)
-		}
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			kp := join(path, k.Value)
-			if seen[k.Value] {
-				w.add(kp, "set twice")
-				continue
-			}
-			seen[k.Value] = true
-			idx, ok := fields[k.Value]
-			if !ok {
-				w.add(kp, "unknown key (known here: %s)", strings.Join(known, ", "))
-				continue
-			}
-			w.decode(val, v.Field(idx), kp)
-		}
+		w.decodeMapping(n, v, path)
 	case v.Kind() == reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			w.add(path, "want a list")
-			return
-		}
-		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-		for i, item := range n.Content {
-			w.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
-		}
-		v.Set(s)
+		w.decodeList(n, v, path)
 	default:
-		if n.Kind != yaml.ScalarNode {
-			w.add(path, "want a single %s value", kindName(v.Kind()))
+		w.decodeScalar(n, v, path)
+	}
+}
+
+func (w *walker) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode {
+		w.add(path, "want a duration such as 30s or 5m")
+		return
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil {
+		if n.Value == "0" {
+			v.SetInt(0)
 			return
 		}
-		// Strings must be written as strings: a bare `version: 1234` or
-		// `name: yes` is a YAML number or boolean, and quietly turning it
-		// into text hides typos.
-		if v.Kind() == reflect.String && n.Tag != "!!str" {
-			w.add(path, "want a string, got %s %q (quote it)", strings.TrimPrefix(n.Tag, "!!"), n.Value)
-			return
+		w.add(path, "%q is not a duration such as 30s or 5m", n.Value)
+		return
+	}
+	v.SetInt(int64(d))
+}
+
+// decodeMapping sets the fields of struct v by their yaml tags; an unknown or
+// repeated key is a problem, and the walk goes on to the next key.
+func (w *walker) decodeMapping(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		w.add(path, "want a mapping of keys")
+		return
+	}
+	t := v.Type()
+	fields := make(map[string]int, t.NumField())
+	known := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("yaml")
+		fields[tag] = i
+		known = append(known, tag)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		kp := join(path, k.Value)
+		if seen[k.Value] {
+			w.add(kp, "set twice")
+			continue
 		}
-		if err := n.Decode(v.Addr().Interface()); err != nil {
-			w.add(path, "want a %s, got %q", kindName(v.Kind()), n.Value)
+		seen[k.Value] = true
+		idx, ok := fields[k.Value]
+		if !ok {
+			w.add(kp, "unknown key (known here: %s)", strings.Join(known, ", "))
+			continue
 		}
+		w.decode(val, v.Field(idx), kp)
+	}
+}
+
+func (w *walker) decodeList(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		w.add(path, "want a list")
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		w.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+	}
+	v.Set(s)
+}
+
+func (w *walker) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode {
+		w.add(path, "want a single %s value", kindName(v.Kind()))
+		return
+	}
+	// Strings must be written as strings: a bare `version: 1234` or
+	// `name: yes` is a YAML number or boolean, and quietly turning it
+	// into text hides typos.
+	if v.Kind() == reflect.String && n.Tag != "!!str" {
+		w.add(path, "want a string, got %s %q (quote it)", strings.TrimPrefix(n.Tag, "!!"), n.Value)
+		return
+	}
+	if err := n.Decode(v.Addr().Interface()); err != nil {
+		w.add(path, "want a %s, got %q", kindName(v.Kind()), n.Value)
 	}
 }
 

@@ -4,26 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/secretproxy/secretproxy/sidecar/internal/problem"
 )
 
 // ErrInvalid matches (errors.Is) every error that says the configuration is
 // wrong, as opposed to a runtime failure: Problems and a YAML syntax error. The
-// binary exits 2 on it, also when app.New finds a problem Load did not (a file
-// that changed in between).
+// binary exits 2 on it, also when app.New finds a problem Load did not (the
+// environment changed in between).
 var ErrInvalid = errors.New("invalid configuration")
 
-// Problem is one configuration error, located by its YAML path.
-type Problem struct {
-	Path    string
-	Message string
-}
-
-func (p Problem) String() string {
-	if p.Path == "" {
-		return p.Message
-	}
-	return p.Path + ": " + p.Message
-}
+// Problem is one configuration error, located by its YAML path. The record
+// is package problem's, so that a backend's own sections (kvconfig) report
+// problems this package appends to its own.
+type Problem = problem.Problem
 
 // Problems is every configuration error found at once.
 type Problems []Problem

@@ -2,8 +2,10 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -12,9 +14,8 @@ import (
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // TestBatchGetRules checks docs/reference/api.md's BatchGetSecrets rules at the
@@ -28,8 +29,8 @@ func TestBatchGetRules(t *testing.T) {
 	}
 	vault := staticVault{"a": "test-value-a", "b": "test-value-b"} // "gone" is absent
 	c := cache.New(cfg, vault, cache.Options{})
-	c.Pass(t.Context(), true)
-	s := NewService(c)
+	c.Pass(t.Context(), cache.AllSecrets)
+	s := NewService(c, testNames)
 
 	repeat := func(n int) []string {
 		names := make([]string, n)
@@ -83,34 +84,39 @@ func TestBatchGetRules(t *testing.T) {
 // outageVault answers every read with a transient error.
 type outageVault struct{}
 
-func (outageVault) Get(context.Context, string, string) (keyvault.Secret, error) {
-	return keyvault.Secret{}, &keyvault.TransientError{Status: 503, Code: "ServiceUnavailable"}
+func (outageVault) Get(context.Context, string, string) (source.Secret, error) {
+	return source.Secret{}, &source.TransientError{Err: errors.New("backend answered 503")}
 }
 
 // A batch without a deadline waits for a first load as long as one read
-// would (5 s), then answers UNAVAILABLE naming the secret.
+// would (5 s), then answers UNAVAILABLE naming the secret. It runs in a
+// testing/synctest bubble: the 5 s pass on the bubble's clock.
 func TestBatchGetWaitsFiveSecondsWithoutDeadline(t *testing.T) {
-	cfg := config.Default()
-	cfg.Secrets = []config.Secret{{Name: "a"}, {Name: "b"}}
-	clk := clock.NewFake(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
-	c := cache.New(cfg, outageVault{}, cache.Options{Clock: clk})
-	c.Pass(t.Context(), true)
-	s := NewService(c)
+	synctest.Test(t, func(t *testing.T) {
+		cfg := config.Default()
+		cfg.Secrets = []config.Secret{{Name: "a"}, {Name: "b"}}
+		c := cache.New(cfg, outageVault{}, cache.Options{})
+		c.Pass(t.Context(), cache.AllSecrets)
+		s := NewService(c, testNames)
 
-	created := clk.TimerCreated()
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.BatchGetSecrets(context.Background(), &secretproxyv1.BatchGetSecretsRequest{Names: []string{"a", "b"}})
-		done <- err
-	}()
-	<-created
-	next, _ := clk.NextDeadline()
-	if d := next.Sub(clk.Now()); d > 5*time.Second || d < 4*time.Second {
-		t.Errorf("the batch waits %s for a first load, want 5 s", d)
-	}
-	clk.Advance(next.Sub(clk.Now()))
-	err := <-done
-	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), `"a"`) {
-		t.Errorf("got %s %q, want UNAVAILABLE naming a", st.Code(), st.Message())
-	}
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.BatchGetSecrets(context.Background(), &secretproxyv1.BatchGetSecretsRequest{Names: []string{"a", "b"}})
+			done <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("the batch answered %v at once, want it to wait for a first load", err)
+		default:
+		}
+		err := <-done // the bubble's clock moves to the end of the wait
+		if d := time.Since(start); d > 5*time.Second || d < 4*time.Second {
+			t.Errorf("the batch waits %s for a first load, want 5 s", d)
+		}
+		if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), `"a"`) {
+			t.Errorf("got %s %q, want UNAVAILABLE naming a", st.Code(), st.Message())
+		}
+	})
 }

@@ -20,20 +20,38 @@ import (
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
-// staticVault is a hand-written Fetcher with fixed answers; the SDK path is
-// tested in keyvault and app.
+// staticVault is a hand-written source.Source with fixed answers, the
+// backend of these tests; the Key Vault backend is tested in keyvault and app.
 type staticVault map[string]string
 
-func (v staticVault) Get(_ context.Context, name, _ string) (keyvault.Secret, error) {
+// testNames is the name rule of the tests' backend: letters, digits, '-' and
+// '.' (which Key Vault refuses), 1 to 63 of them. The API knows no backend's
+// rule but the one it is given.
+var testNames = source.NameRule{
+	Valid: func(s string) bool {
+		if len(s) == 0 || len(s) > 63 {
+			return false
+		}
+		for _, c := range s {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+				return false
+			}
+		}
+		return true
+	},
+	Hint: "a test secret name: use 1-63 of [A-Za-z0-9.-]",
+}
+
+func (v staticVault) Get(_ context.Context, name, _ string) (source.Secret, error) {
 	val, ok := v[name]
 	if !ok {
-		return keyvault.Secret{}, keyvault.ErrNotFound
+		return source.Secret{}, source.ErrNotFound
 	}
-	return keyvault.Secret{Value: val, Version: "v1"}, nil
+	return source.Secret{Value: val, Version: "v1"}, nil
 }
 
 func loadedCache(tb testing.TB, m *metrics.Metrics, names ...string) *cache.Cache {
@@ -45,7 +63,7 @@ func loadedCache(tb testing.TB, m *metrics.Metrics, names ...string) *cache.Cach
 		vault[n] = "test-value-of-" + n
 	}
 	c := cache.New(cfg, vault, cache.Options{Metrics: m})
-	c.Pass(context.Background(), true)
+	c.Pass(context.Background(), cache.AllSecrets)
 	return c
 }
 
@@ -67,7 +85,7 @@ func TestHitAllocatesOnlyTheResponse(t *testing.T) {
 	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "test")
 	m.InitMethod(getMethod, false)
 	c := loadedCache(t, m, "db-password")
-	svc := NewService(c)
+	svc := NewService(c, testNames)
 	ic := newInterceptors(m, "")
 	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
 	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
@@ -132,6 +150,9 @@ func TestAuthInterceptor(t *testing.T) {
 // serve starts the real gRPC server on 127.0.0.1 and returns a client.
 func serve(tb testing.TB, o ServerOptions) secretproxyv1.SecretServiceClient {
 	tb.Helper()
+	if o.Names.Valid == nil {
+		o.Names = testNames
+	}
 	s := NewServer(o)
 	s.SetReady(true)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -187,7 +208,7 @@ func BenchmarkCacheGetHit(b *testing.B) {
 func benchUnaryHit(b *testing.B, token string, ctx context.Context) {
 	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
 	m.InitMethod(getMethod, false)
-	svc := NewService(loadedCache(b, m, "db-password"))
+	svc := NewService(loadedCache(b, m, "db-password"), testNames)
 	ic := newInterceptors(m, token)
 	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
 	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
@@ -320,4 +341,39 @@ func BenchmarkLoopbackParallel(b *testing.B) {
 		secretproxyv1.RegisterSecretServiceServer(s, &bareService{resp: &secretproxyv1.GetSecretResponse{Secret: sec}})
 		runParallel(b, loopbackClient(b, s))
 	})
+}
+
+// TestNameRuleIsTheBackends: the API checks a caller's name with the rule the
+// backend supplied, and says that rule in the message: a name the rule
+// refuses is INVALID_ARGUMENT with the rule's hint; a name it accepts (here
+// "a.b", which Key Vault would refuse) is only undeclared.
+func TestNameRuleIsTheBackends(t *testing.T) {
+	m := metrics.New(prometheus.NewRegistry(), []string{"a"}, "test")
+	client := serve(t, ServerOptions{Cache: loadedCache(t, m, "a"), Names: testNames})
+	tests := []struct {
+		name string
+		code codes.Code
+		msg  string
+	}{
+		{"a_b", codes.InvalidArgument, `"a_b" is not a test secret name: use 1-63 of [A-Za-z0-9.-]`},
+		{"a.b", codes.PermissionDenied, `secret "a.b" is not declared for this pod`},
+		{"a", codes.OK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := client.GetSecret(t.Context(), &secretproxyv1.GetSecretRequest{Name: tt.name})
+			assertStatus(t, err, tt.code, tt.msg)
+			_, err = client.BatchGetSecrets(t.Context(), &secretproxyv1.BatchGetSecretsRequest{Names: []string{"a", tt.name}})
+			assertStatus(t, err, tt.code, tt.msg)
+		})
+	}
+	if !panics(func() { NewService(loadedCache(t, m, "a"), source.NameRule{}) }) {
+		t.Error("NewService without a name rule must refuse to build")
+	}
+}
+
+func panics(f func()) (p bool) {
+	defer func() { p = recover() != nil }()
+	f()
+	return false
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // ServiceName is the health service name of the API.
@@ -33,6 +34,8 @@ const ServiceName = "secretproxy.v1.SecretService"
 // ServerOptions configure the gRPC server.
 type ServerOptions struct {
 	Cache *cache.Cache
+	// Names is the backend's rule for secret names (required).
+	Names source.NameRule
 	// Tokens serves GetAccessToken; nil: every scope is refused as undeclared.
 	Tokens  *accesstoken.Cache
 	Metrics *metrics.Metrics
@@ -87,7 +90,7 @@ func NewServer(o ServerOptions) *Server {
 		grpc.UnaryInterceptor(ic.unary),
 		grpc.StreamInterceptor(ic.stream),
 	)
-	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache).WithTokens(o.Tokens))
+	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache, o.Names).WithTokens(o.Tokens))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)

@@ -17,6 +17,7 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // MaxBatch is the most names one BatchGetSecrets may ask for.
@@ -30,12 +31,21 @@ const batchWait = 5*time.Second + 100*time.Millisecond
 type Service struct {
 	secretproxyv1.UnimplementedSecretServiceServer
 	c *cache.Cache
+	// names is the backend's rule for secret names: a name it refuses is
+	// malformed (INVALID_ARGUMENT), any other undeclared name is refused
+	// as undeclared (PERMISSION_DENIED).
+	names source.NameRule
 	// tokens serves GetAccessToken; nil answers as an empty allowlist.
 	tokens *accesstoken.Cache
 }
 
-// NewService returns the API over c.
-func NewService(c *cache.Cache) *Service { return &Service{c: c} }
+// NewService returns the API over c, checking names with the backend's rule.
+func NewService(c *cache.Cache, names source.NameRule) *Service {
+	if names.Valid == nil {
+		panic("grpcapi: the backend's name rule is required")
+	}
+	return &Service{c: c, names: names}
+}
 
 // WithTokens returns s serving GetAccessToken from t.
 func (s *Service) WithTokens(t *accesstoken.Cache) *Service {
@@ -45,8 +55,8 @@ func (s *Service) WithTokens(t *accesstoken.Cache) *Service {
 
 // checkName returns the status of a malformed or undeclared name, or nil.
 func (s *Service) checkName(name string) error {
-	if !config.ValidName(name) {
-		return status.Errorf(codes.InvalidArgument, "%q is not a Key Vault secret name: use 1-127 characters of [0-9A-Za-z-]", truncate(name))
+	if !s.names.Valid(name) {
+		return status.Errorf(codes.InvalidArgument, "%q is not %s", truncate(name), s.names.Hint)
 	}
 	if !s.c.Declared(name) {
 		return status.Errorf(codes.PermissionDenied, "secret %q is not declared for this pod: add it to the sidecar's secrets list", name)
@@ -86,7 +96,7 @@ func (s *Service) BatchGetSecrets(ctx context.Context, req *secretproxyv1.BatchG
 		return nil, status.Errorf(codes.InvalidArgument, "%d names asked for: ask for at most %d per call", len(names), MaxBatch)
 	}
 	for _, n := range names {
-		if !config.ValidName(n) {
+		if !s.names.Valid(n) {
 			return nil, s.checkName(n)
 		}
 	}
@@ -121,7 +131,7 @@ func (s *Service) ListSecrets(context.Context, *secretproxyv1.ListSecretsRequest
 // WatchSecrets streams the first values and then every change.
 func (s *Service) WatchSecrets(req *secretproxyv1.WatchSecretsRequest, stream grpc.ServerStreamingServer[secretproxyv1.WatchSecretsResponse]) error {
 	for _, n := range req.GetNames() {
-		if !config.ValidName(n) {
+		if !s.names.Valid(n) {
 			return s.checkName(n)
 		}
 	}

@@ -10,17 +10,17 @@ import (
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
 // answerVault answers each vault name with a value or a settled error.
 type answerVault map[string]error
 
-func (v answerVault) Get(_ context.Context, name, _ string) (keyvault.Secret, error) {
+func (v answerVault) Get(_ context.Context, name, _ string) (source.Secret, error) {
 	if err := v[name]; err != nil {
-		return keyvault.Secret{}, err
+		return source.Secret{}, err
 	}
-	return keyvault.Secret{Value: "test-value-" + name, Version: "v1"}, nil
+	return source.Secret{Value: "test-value-" + name, Version: "v1"}, nil
 }
 
 // TestWatchFirstMessageAndStatus checks docs/reference/api.md's WatchSecrets
@@ -35,11 +35,11 @@ func TestWatchFirstMessageAndStatus(t *testing.T) {
 		{Name: "gone-opt", Optional: true}, {Name: "off-opt", Optional: true},
 	}
 	vault := answerVault{
-		"gone": keyvault.ErrNotFound, "gone-opt": keyvault.ErrNotFound,
-		"off": keyvault.ErrDisabled, "off-opt": keyvault.ErrDisabled,
+		"gone": source.ErrNotFound, "gone-opt": source.ErrNotFound,
+		"off": source.ErrDisabled, "off-opt": source.ErrDisabled,
 	}
 	c := cache.New(cfg, vault, cache.Options{})
-	c.Pass(t.Context(), true)
+	c.Pass(t.Context(), cache.AllSecrets)
 	client := serve(t, ServerOptions{Cache: c})
 
 	tests := []struct {

@@ -1,6 +1,8 @@
-// Package keyvault reads secrets from Azure Key Vault with the real azidentity
-// and azsecrets clients, classifies the vault's answers, and counts every HTTP
-// try and token request in the metrics.
+// Package keyvault is the Azure Key Vault backend: a source.Source that reads
+// secrets with the real azidentity and azsecrets clients, classifies the
+// vault's answers into the source package's neutral errors, and counts every
+// HTTP try and token request in the metrics. Its configuration sections and
+// naming rule are in kvconfig, which imports no Azure SDK.
 package keyvault
 
 import (
@@ -20,30 +22,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
-	"github.com/secretproxy/secretproxy/sidecar/internal/config"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault/kvconfig"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
-// Sentinel errors of a vault read; everything else is transient.
-var (
-	// ErrNotFound: the vault answered 404 SecretNotFound.
-	ErrNotFound = errors.New("secret not found in the vault")
-	// ErrDisabled: the vault answered 403 with inner code SecretDisabled.
-	ErrDisabled = errors.New("secret is disabled in the vault")
-)
-
-// Secret is one version of a secret as the vault returned it.
-type Secret struct {
-	Value       string
-	Version     string
-	ContentType string
-	Tags        map[string]string
-	Updated     time.Time // zero when unset
-	Expires     time.Time // zero when unset
-	NotBefore   time.Time // zero when unset
-}
-
-// TransientError is a failed read that may succeed later. It never holds a value.
+// TransientError is the vault's side of a failed read that may succeed later:
+// what it answered, in Azure's terms. Classify wraps it in a
+// *source.TransientError, which is what the core sees. It never holds a value.
 type TransientError struct {
 	// Status is the HTTP status, 0 when no response came.
 	Status int
@@ -67,15 +53,6 @@ func (e *TransientError) Error() string {
 
 func (e *TransientError) Unwrap() error { return e.Err }
 
-// RetryAfter returns the Retry-After of a throttled read.
-func RetryAfter(err error) (time.Duration, bool) {
-	var te *TransientError
-	if errors.As(err, &te) && te.RetryAfter > 0 {
-		return te.RetryAfter, true
-	}
-	return 0, false
-}
-
 // Options are the parts tests and the binary inject.
 type Options struct {
 	// Transport sends every HTTP request (vault and token endpoints). nil: azcore's
@@ -92,17 +69,19 @@ type Client struct {
 	c *azsecrets.Client
 }
 
-// New builds the credential and the vault client from the configuration.
-func New(cfg config.Config, o Options) (*Client, error) {
-	cred, err := NewCredential(cfg.Auth, o)
+var _ source.Source = (*Client)(nil)
+
+// New builds the credential and the vault client from the backend's sections.
+func New(v kvconfig.Vault, a kvconfig.Auth, o Options) (*Client, error) {
+	cred, err := NewCredential(a, o)
 	if err != nil {
 		return nil, err
 	}
-	return NewWithCredential(cfg.Vault, cred, o)
+	return NewWithCredential(v, cred, o)
 }
 
 // NewWithCredential builds the vault client over a credential.
-func NewWithCredential(v config.Vault, cred azcore.TokenCredential, o Options) (*Client, error) {
+func NewWithCredential(v kvconfig.Vault, cred azcore.TokenCredential, o Options) (*Client, error) {
 	copts := clientOptions(o)
 	copts.PerRetryPolicies = append(copts.PerRetryPolicies, &tryPolicy{m: o.Metrics})
 	c, err := azsecrets.NewClient(v.URL, countingCredential{cred: cred, m: o.Metrics}, &azsecrets.ClientOptions{
@@ -154,45 +133,24 @@ func credentialOptions(o Options) azcore.ClientOptions {
 	return co
 }
 
-// Workload identity environment, injected by the AKS Workload Identity webhook.
-const (
-	EnvFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
-	EnvClientID           = "AZURE_CLIENT_ID"
-	EnvTenantID           = "AZURE_TENANT_ID"
-)
-
-// Mode resolves auth.mode "default" to the mode actually used.
-func Mode(a config.Auth, getenv func(string) string) string {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if a.Mode != config.AuthDefault {
-		return a.Mode
-	}
-	if getenv(EnvFederatedTokenFile) != "" && getenv(EnvClientID) != "" && getenv(EnvTenantID) != "" {
-		return config.AuthWorkloadIdentity
-	}
-	return config.AuthManagedIdentity
-}
-
 // NewCredential builds the one credential of the process.
-func NewCredential(a config.Auth, o Options) (azcore.TokenCredential, error) {
+func NewCredential(a kvconfig.Auth, o Options) (azcore.TokenCredential, error) {
 	copts := credentialOptions(o)
-	switch Mode(a, o.Getenv) {
-	case config.AuthWorkloadIdentity:
+	switch kvconfig.Mode(a, o.Getenv) {
+	case kvconfig.AuthWorkloadIdentity:
 		getenv := o.Getenv
 		if getenv == nil {
 			getenv = os.Getenv
 		}
 		clientID := a.ClientID
 		if clientID == "" {
-			clientID = getenv(EnvClientID)
+			clientID = getenv(kvconfig.EnvClientID)
 		}
 		cred, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
 			ClientOptions:            copts,
 			ClientID:                 clientID,
-			TenantID:                 getenv(EnvTenantID),
-			TokenFilePath:            getenv(EnvFederatedTokenFile),
+			TenantID:                 getenv(kvconfig.EnvTenantID),
+			TokenFilePath:            getenv(kvconfig.EnvFederatedTokenFile),
 			DisableInstanceDiscovery: a.DisableInstanceDiscovery,
 		})
 		if err != nil {
@@ -212,14 +170,15 @@ func NewCredential(a config.Auth, o Options) (azcore.TokenCredential, error) {
 	}
 }
 
-// Get reads one secret; version "" means the latest. Errors are ErrNotFound,
-// ErrDisabled (both wrapped), or a *TransientError.
-func (c *Client) Get(ctx context.Context, name, version string) (Secret, error) {
+// Get reads one secret; version "" means the latest. Errors are
+// source.ErrNotFound, source.ErrDisabled (both wrapped), or a
+// *source.TransientError around a *TransientError.
+func (c *Client) Get(ctx context.Context, name, version string) (source.Secret, error) {
 	resp, err := c.c.GetSecret(ctx, name, version, nil)
 	if err != nil {
-		return Secret{}, Classify(err)
+		return source.Secret{}, Classify(err)
 	}
-	s := Secret{}
+	s := source.Secret{}
 	if resp.Value != nil {
 		s.Value = *resp.Value
 	}
@@ -251,26 +210,32 @@ func (c *Client) Get(ctx context.Context, name, version string) (Secret, error) 
 	return s, nil
 }
 
-// Classify turns an azsecrets error into ErrNotFound, ErrDisabled or a
-// *TransientError. The messages hold status codes and vault error codes only.
+// Classify turns an azsecrets error into the neutral errors of package
+// source: source.ErrNotFound or source.ErrDisabled (wrapped with the vault's
+// status and code), else a *source.TransientError around a *TransientError,
+// carrying the vault's Retry-After, and Denied for an identity the vault or
+// the token endpoint refused. The messages hold status codes and vault error
+// codes only.
 func Classify(err error) error {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) {
 		// No response: network errors, timeouts and token failures. The
 		// cause is kept for errors.As; it never holds a secret value.
-		return &TransientError{Err: err}
+		var af *azidentity.AuthenticationFailedError
+		return &source.TransientError{Err: &TransientError{Err: err}, Denied: errors.As(err, &af)}
 	}
 	te := &TransientError{Status: re.StatusCode, Code: re.ErrorCode, Err: errors.New(re.ErrorCode)}
 	switch {
 	case re.StatusCode == http.StatusNotFound && re.ErrorCode == "SecretNotFound":
-		return fmt.Errorf("%w (%d %s)", ErrNotFound, re.StatusCode, re.ErrorCode)
+		return fmt.Errorf("%w in the vault (%d %s)", source.ErrNotFound, re.StatusCode, re.ErrorCode)
 	case re.StatusCode == http.StatusForbidden && innerCode(re.RawResponse) == "SecretDisabled":
-		return fmt.Errorf("%w (%d SecretDisabled)", ErrDisabled, re.StatusCode)
+		return fmt.Errorf("%w in the vault (%d SecretDisabled)", source.ErrDisabled, re.StatusCode)
 	}
 	if re.RawResponse != nil {
 		te.RetryAfter = parseRetryAfter(re.RawResponse.Header, time.Now())
 	}
-	return te
+	denied := re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden
+	return &source.TransientError{Err: te, RetryAfter: te.RetryAfter, Denied: denied}
 }
 
 // innerCode reads error.innererror.code from a vault error body. azcore has

@@ -18,9 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
+	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault/kvconfig"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
+	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
 )
 
@@ -49,21 +50,27 @@ func clearIdentityEnv(t *testing.T) {
 	}
 }
 
-func vaultConfig(e *kvemulator.Emulator, mode, id string) config.Config {
-	cfg := config.Default()
-	cfg.Vault = config.Vault{URL: e.VaultURL(), DisableChallengeResourceVerification: true}
-	cfg.Auth = config.Auth{Mode: mode, ClientID: id, DisableInstanceDiscovery: true}
-	return cfg
+// sections are the backend's two configuration sections.
+type sections struct {
+	Vault kvconfig.Vault
+	Auth  kvconfig.Auth
 }
 
-func newClient(t *testing.T, cfg config.Config, tr *http.Client) (*keyvault.Client, *metrics.Metrics) {
+func vaultConfig(e *kvemulator.Emulator, mode, id string) sections {
+	return sections{
+		Vault: kvconfig.Vault{URL: e.VaultURL(), DisableChallengeResourceVerification: true},
+		Auth:  kvconfig.Auth{Mode: mode, ClientID: id, DisableInstanceDiscovery: true},
+	}
+}
+
+func newClient(t *testing.T, cfg sections, tr *http.Client) (*keyvault.Client, *metrics.Metrics) {
 	t.Helper()
 	m := metrics.New(prometheus.NewRegistry(), nil, "test")
 	o := keyvault.Options{Metrics: m}
 	if tr != nil { // a nil *http.Client in the interface would not be azcore's default
 		o.Transport = tr
 	}
-	c, err := keyvault.New(cfg, o)
+	c, err := keyvault.New(cfg.Vault, cfg.Auth, o)
 	if err != nil {
 		t.Fatalf("keyvault.New: %v", err)
 	}
@@ -79,12 +86,12 @@ func TestManagedIdentityAppService(t *testing.T) {
 	t.Setenv("IDENTITY_ENDPOINT", e.IdentityEndpoint())
 	t.Setenv("IDENTITY_HEADER", e.IdentityHeader())
 
-	c, m := newClient(t, vaultConfig(e, config.AuthManagedIdentity, clientID(t)), e.HTTPClient())
+	c, m := newClient(t, vaultConfig(e, kvconfig.AuthManagedIdentity, clientID(t)), e.HTTPClient())
 	got, err := c.Get(t.Context(), "sql-password", "")
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
-	want := keyvault.Secret{Value: "test-password-1", Version: ver, ContentType: "text/plain",
+	want := source.Secret{Value: "test-password-1", Version: ver, ContentType: "text/plain",
 		Tags: map[string]string{"owner": "orders"}, Expires: exp}
 	got.Updated = time.Time{}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
@@ -128,7 +135,7 @@ func TestManagedIdentityIMDS(t *testing.T) {
 	e := start(t, kvemulator.Options{Secrets: map[string]string{"db-name": "orders"}})
 	clearIdentityEnv(t)
 	// auth.mode default without the workload identity environment is managed identity.
-	c, _ := newClient(t, vaultConfig(e, config.AuthDefault, clientID(t)), imdsTransport(e))
+	c, _ := newClient(t, vaultConfig(e, kvconfig.AuthDefault, clientID(t)), imdsTransport(e))
 	got, err := c.Get(t.Context(), "db-name", "")
 	if err != nil || got.Value != "orders" {
 		t.Fatalf("Get over IMDS: %v, right value %v", err, got.Value == "orders")
@@ -155,10 +162,10 @@ func TestWorkloadIdentity(t *testing.T) {
 	t.Setenv("AZURE_TENANT_ID", e.TenantID())
 	t.Setenv("AZURE_CLIENT_ID", clientID(t))
 	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", file)
-	if got := keyvault.Mode(config.Auth{Mode: config.AuthDefault}, nil); got != config.AuthWorkloadIdentity {
+	if got := kvconfig.Mode(kvconfig.Auth{Mode: kvconfig.AuthDefault}, nil); got != kvconfig.AuthWorkloadIdentity {
 		t.Fatalf("default mode with the AKS environment = %q, want workload-identity", got)
 	}
-	c, m := newClient(t, vaultConfig(e, config.AuthDefault, ""), e.HTTPClient())
+	c, m := newClient(t, vaultConfig(e, kvconfig.AuthDefault, ""), e.HTTPClient())
 	got, err := c.Get(t.Context(), "db-server", "")
 	if err != nil || got.Value != "127.0.0.1:5432" {
 		t.Fatalf("Get with workload identity: %v, right value %v", err, got.Value == "127.0.0.1:5432")
@@ -176,7 +183,7 @@ func TestClassification(t *testing.T) {
 	clearIdentityEnv(t)
 	t.Setenv("IDENTITY_ENDPOINT", e.IdentityEndpoint())
 	t.Setenv("IDENTITY_HEADER", e.IdentityHeader())
-	c, m := newClient(t, vaultConfig(e, config.AuthManagedIdentity, clientID(t)), e.HTTPClient())
+	c, m := newClient(t, vaultConfig(e, kvconfig.AuthManagedIdentity, clientID(t)), e.HTTPClient())
 	if _, err := c.Get(t.Context(), "ok", ""); err != nil { // token and challenge done
 		t.Fatal(err)
 	}
@@ -186,25 +193,42 @@ func TestClassification(t *testing.T) {
 		secret     string
 		fault      kvemulator.Fault
 		want       error
+		msg        string // the whole message: what the vault answered, in its words
 		status     int
 		retryAfter time.Duration
+		denied     bool
 	}{
-		{name: "not found", secret: "absent", want: keyvault.ErrNotFound},
-		{name: "disabled", secret: "off", want: keyvault.ErrDisabled},
-		{name: "throttled", secret: "ok", fault: kvemulator.Fault{Mode: kvemulator.FaultThrottle, RetryAfter: 30 * time.Second}, status: 429, retryAfter: 30 * time.Second},
+		{name: "not found", secret: "absent", want: source.ErrNotFound, msg: "secret not found in the vault (404 SecretNotFound)"},
+		{name: "disabled", secret: "off", want: source.ErrDisabled, msg: "secret is disabled in the vault (403 SecretDisabled)"},
+		{name: "throttled", secret: "ok", fault: kvemulator.Fault{Mode: kvemulator.FaultThrottle, RetryAfter: 30 * time.Second}, status: 429, retryAfter: 30 * time.Second,
+			msg: "vault answered 429 Throttled (retry after 30s)"},
 		{name: "outage", secret: "ok", fault: kvemulator.Fault{Mode: kvemulator.FaultOutage}, status: 503},
-		{name: "rbac forbidden is transient", secret: "ok", fault: kvemulator.Fault{Mode: kvemulator.FaultForbidden}, status: 403},
+		{name: "rbac forbidden is transient", secret: "ok", fault: kvemulator.Fault{Mode: kvemulator.FaultForbidden}, status: 403, denied: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.SetFault(tt.fault)
 			defer e.SetFault(kvemulator.Fault{})
 			_, err := c.Get(t.Context(), tt.secret, "")
+			if tt.msg != "" && (err == nil || err.Error() != tt.msg) {
+				t.Errorf("error %q, want %q", err, tt.msg)
+			}
 			if tt.want != nil {
 				if !errors.Is(err, tt.want) {
 					t.Fatalf("Get = %v, want %v", err, tt.want)
 				}
 				return
+			}
+			// The core sees a neutral transient error; the vault's detail is beneath it.
+			var ne *source.TransientError
+			if !errors.As(err, &ne) {
+				t.Fatalf("Get = %v (%T), want a *source.TransientError", err, err)
+			}
+			if errors.Is(err, source.ErrNotFound) || errors.Is(err, source.ErrDisabled) {
+				t.Errorf("Get = %v, a transient error must not match a settled answer", err)
+			}
+			if got := errors.Is(err, source.ErrDenied); got != tt.denied {
+				t.Errorf("errors.Is(err, source.ErrDenied) = %v, want %v", got, tt.denied)
 			}
 			var te *keyvault.TransientError
 			if !errors.As(err, &te) {
@@ -213,7 +237,7 @@ func TestClassification(t *testing.T) {
 			if te.Status != tt.status {
 				t.Errorf("status = %d, want %d", te.Status, tt.status)
 			}
-			ra, _ := keyvault.RetryAfter(err)
+			ra, _ := source.RetryAfter(err)
 			if ra != tt.retryAfter {
 				t.Errorf("RetryAfter = %s, want %s", ra, tt.retryAfter)
 			}
@@ -241,9 +265,10 @@ func TestNoResponseCountsAsError(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	cfg := config.Default()
-	cfg.Vault = config.Vault{URL: "https://" + addr + "/", DisableChallengeResourceVerification: true}
-	cfg.Auth = config.Auth{Mode: config.AuthManagedIdentity, ClientID: clientID(t)}
+	cfg := sections{
+		Vault: kvconfig.Vault{URL: "https://" + addr + "/", DisableChallengeResourceVerification: true},
+		Auth:  kvconfig.Auth{Mode: kvconfig.AuthManagedIdentity, ClientID: clientID(t)},
+	}
 	c, m := newClient(t, cfg, nil)
 	_, err = c.Get(t.Context(), "a", "")
 	var te *keyvault.TransientError
@@ -273,47 +298,6 @@ func TestParseRetryAfter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := keyvault.ParseRetryAfter(tt.h, now); got != tt.want {
 				t.Errorf("ParseRetryAfter = %s, want %s", got, tt.want)
-			}
-		})
-	}
-}
-
-// auth.mode default is workload identity only when all three variables the
-// AKS webhook injects are set; an explicit mode ignores the environment.
-func TestModeSelection(t *testing.T) {
-	all := map[string]string{
-		keyvault.EnvFederatedTokenFile: "/var/run/secrets/azure/tokens/azure-identity-token",
-		keyvault.EnvClientID:           "00000000-0000-0000-0000-000000000001",
-		keyvault.EnvTenantID:           "00000000-0000-0000-0000-000000000002",
-	}
-	without := func(key string) map[string]string {
-		m := map[string]string{}
-		for k, v := range all {
-			if k != key {
-				m[k] = v
-			}
-		}
-		return m
-	}
-	tests := []struct {
-		name string
-		mode string
-		env  map[string]string
-		want string
-	}{
-		{"default, all three set", config.AuthDefault, all, config.AuthWorkloadIdentity},
-		{"default, no token file", config.AuthDefault, without(keyvault.EnvFederatedTokenFile), config.AuthManagedIdentity},
-		{"default, no client id", config.AuthDefault, without(keyvault.EnvClientID), config.AuthManagedIdentity},
-		{"default, no tenant id", config.AuthDefault, without(keyvault.EnvTenantID), config.AuthManagedIdentity},
-		{"default, nothing set", config.AuthDefault, nil, config.AuthManagedIdentity},
-		{"managed identity ignores the environment", config.AuthManagedIdentity, all, config.AuthManagedIdentity},
-		{"workload identity without the environment", config.AuthWorkloadIdentity, nil, config.AuthWorkloadIdentity},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := keyvault.Mode(config.Auth{Mode: tt.mode}, func(k string) string { return tt.env[k] })
-			if got != tt.want {
-				t.Errorf("Mode(%q) = %q, want %q", tt.mode, got, tt.want)
 			}
 		})
 	}
