@@ -77,6 +77,14 @@ ifneq ($(filter test,$(MAKECMDGOALS)),)
 TREE_BEFORE := $(shell $(TREE_STATE))
 endif
 
+.PHONY: deadcode
+deadcode: ## Functions no program or test reaches (golang.org/x/tools/cmd/deadcode -test, pinned in tools/pins/lint), in every module; not part of make test (about 1.5 min).
+	@$(call step,deadcode -test (workspace modules))
+	mkdir -p $(BIN)
+	cd tools/pins/lint && GOWORK=off go build -o $(BIN)/deadcode golang.org/x/tools/cmd/deadcode
+	$(BIN)/deadcode -test $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	@for m in $(TOOL_MODULES); do $(call step,deadcode -test ($$m)); (cd $$m && GOWORK=off $(BIN)/deadcode -test ./...); done
+
 .PHONY: test
 test: check-generated lint test-go test-python test-tools test-charts ## Every test: generated code, lint, all Go modules with -race (fuzz corpora included), the Python client, repository checks, charts and Dockerfiles; fails if any of it changed the working tree.
 	@$(call step,the working tree is as make test found it)

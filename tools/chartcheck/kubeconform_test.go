@@ -10,12 +10,12 @@ import (
 func newKubeconform(t *testing.T) validator.Validator {
 	t.Helper()
 	dir := t.TempDir()
-	if err := GenerateAllSchemas(dir); err != nil {
+	if err := generateAllSchemas(dir); err != nil {
 		t.Fatal(err)
 	}
-	v, err := validator.New([]string{SchemaLocation(dir)}, validator.Opts{
+	v, err := validator.New([]string{schemaLocation(dir)}, validator.Opts{
 		Strict:            true,
-		KubernetesVersion: KubeVersion.Version[1:],
+		KubernetesVersion: kubeVersion.Version[1:],
 	})
 	if err != nil {
 		t.Fatal(err)

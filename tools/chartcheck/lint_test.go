@@ -31,7 +31,7 @@ func TestHelmLintStrict(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kv := KubeVersion
+			kv := kubeVersion
 			linter := lint.AllWithKubeVersion(filepath.Join(charts, r.chart), vals, Release.Namespace, &kv)
 			for _, m := range linter.Messages {
 				if m.Severity > support.InfoSev {
@@ -48,7 +48,7 @@ func TestHelmLintCatches(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "Chart.yaml"), "apiVersion: v2\nname: broken\nversion: 0.1.0\n")
 	writeFile(t, filepath.Join(dir, "values.yaml"), "{}\n")
 	writeFile(t, filepath.Join(dir, "templates", "cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name\n")
-	kv := KubeVersion
+	kv := kubeVersion
 	linter := lint.AllWithKubeVersion(dir, map[string]any{}, "default", &kv)
 	if linter.HighestSeverity < support.ErrorSev {
 		t.Errorf("lint of a broken template found nothing worse than severity %d", linter.HighestSeverity)

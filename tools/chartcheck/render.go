@@ -14,9 +14,9 @@ import (
 	"helm.sh/helm/v3/pkg/releaseutil"
 )
 
-// KubeVersion is the cluster version the charts are rendered for: the version of the
+// kubeVersion is the cluster version the charts are rendered for: the version of the
 // kube-apiserver the slow tier builds, so both tiers check the same thing.
-var KubeVersion = chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+var kubeVersion = chartutil.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
 
 // Release is the release every render uses.
 var Release = chartutil.ReleaseOptions{Name: "orders", Namespace: "shop", Revision: 1, IsInstall: true}
@@ -65,7 +65,7 @@ func ReadValues(path string) (map[string]any, error) {
 	return v, nil
 }
 
-// Render renders a chart the way `helm install` would for KubeVersion, including the
+// Render renders a chart the way `helm install` would for kubeVersion, including the
 // values.schema.json check, and returns every object (NOTES.txt and empty files left out)
 // sorted by template and position.
 func Render(ch *chart.Chart, values map[string]any) ([]Manifest, error) {
@@ -75,7 +75,7 @@ func Render(ch *chart.Chart, values map[string]any) ([]Manifest, error) {
 // RenderIn is Render with other release options (the slow tier uses a namespace per case).
 func RenderIn(ch *chart.Chart, values map[string]any, release chartutil.ReleaseOptions) ([]Manifest, error) {
 	caps := chartutil.DefaultCapabilities.Copy()
-	caps.KubeVersion = KubeVersion
+	caps.KubeVersion = kubeVersion
 	if err := chartutil.ProcessDependenciesWithMerge(ch, values); err != nil {
 		return nil, fmt.Errorf("process dependencies: %w", err)
 	}
@@ -113,10 +113,10 @@ func RenderIn(ch *chart.Chart, values map[string]any, release chartutil.ReleaseO
 	return out, nil
 }
 
-// RenderNotes renders the chart and returns NOTES.txt.
-func RenderNotes(ch *chart.Chart, values map[string]any) (string, error) {
+// renderNotes renders the chart and returns NOTES.txt.
+func renderNotes(ch *chart.Chart, values map[string]any) (string, error) {
 	caps := chartutil.DefaultCapabilities.Copy()
-	caps.KubeVersion = KubeVersion
+	caps.KubeVersion = kubeVersion
 	// As helm install does: a dependency's alias (secretProxy) applies before the values
 	// are checked against the schemas.
 	if err := chartutil.ProcessDependenciesWithMerge(ch, values); err != nil {

@@ -39,11 +39,11 @@ func ModuleDir(modVersion string) (string, error) {
 	return info.Dir, nil
 }
 
-// SchemaKind names one kind to generate, as kubeconform looks it up.
-type SchemaKind struct{ Group, Version, Kind string }
+// schemaKind names one kind to generate, as kubeconform looks it up.
+type schemaKind struct{ Group, Version, Kind string }
 
 // FileName is kubeconform's file name for the kind: {{ .ResourceKind }}{{ .KindSuffix }}.json.
-func (k SchemaKind) FileName() string {
+func (k schemaKind) FileName() string {
 	suffix := ""
 	if k.Group != "" {
 		suffix = "-" + strings.ToLower(strings.Split(k.Group, ".")[0])
@@ -51,14 +51,14 @@ func (k SchemaKind) FileName() string {
 	return strings.ToLower(k.Kind) + suffix + "-" + strings.ToLower(k.Version) + ".json"
 }
 
-// SchemaLocation is the kubeconform schema location template for a generated directory.
-func SchemaLocation(dir string) string {
+// schemaLocation is the kubeconform schema location template for a generated directory.
+func schemaLocation(dir string) string {
 	return filepath.Join(dir, "{{ .ResourceKind }}{{ .KindSuffix }}.json")
 }
 
-// GenerateKubernetesSchemas writes strict, self-contained JSON schemas for kinds from
+// generateKubernetesSchemas writes strict, self-contained JSON schemas for kinds from
 // Kubernetes' OpenAPI v2 document (api/openapi-spec/swagger.json) into dir.
-func GenerateKubernetesSchemas(swaggerPath, dir string, kinds []SchemaKind) error {
+func generateKubernetesSchemas(swaggerPath, dir string, kinds []schemaKind) error {
 	raw, err := os.ReadFile(swaggerPath)
 	if err != nil {
 		return fmt.Errorf("read openapi document: %w", err)
@@ -82,8 +82,8 @@ func GenerateKubernetesSchemas(swaggerPath, dir string, kinds []SchemaKind) erro
 	return nil
 }
 
-// GenerateCRDSchema writes the strict schema of one version of a CustomResourceDefinition.
-func GenerateCRDSchema(crdPath, version, dir string) error {
+// generateCRDSchema writes the strict schema of one version of a CustomResourceDefinition.
+func generateCRDSchema(crdPath, version, dir string) error {
 	raw, err := os.ReadFile(crdPath)
 	if err != nil {
 		return fmt.Errorf("read crd: %w", err)
@@ -107,13 +107,13 @@ func GenerateCRDSchema(crdPath, version, dir string) error {
 		if v.Name != version {
 			continue
 		}
-		k := SchemaKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}
+		k := schemaKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}
 		return writeSchema(filepath.Join(dir, k.FileName()), inline(nil, v.Schema.OpenAPIV3Schema, nil))
 	}
 	return fmt.Errorf("crd %s has no version %s", crdPath, version)
 }
 
-func findDefinition(defs map[string]map[string]any, k SchemaKind) (string, error) {
+func findDefinition(defs map[string]map[string]any, k schemaKind) (string, error) {
 	for name, def := range defs {
 		gvks, _ := def["x-kubernetes-group-version-kind"].([]any)
 		for _, g := range gvks {
@@ -199,26 +199,26 @@ func writeSchema(path string, schema any) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-// ChartKinds are the kinds the charts render.
-var ChartKinds = []SchemaKind{
+// chartKinds are the kinds the charts render.
+var chartKinds = []schemaKind{
 	{"", "v1", "ConfigMap"}, {"", "v1", "Service"}, {"", "v1", "ServiceAccount"},
 	{"", "v1", "Pod"}, // the helm test hook
 	{"apps", "v1", "Deployment"}, {"batch", "v1", "Job"}, {"policy", "v1", "PodDisruptionBudget"},
 	{"networking.k8s.io", "v1", "NetworkPolicy"},
 }
 
-// GenerateAllSchemas writes the schemas of ChartKinds and of the PodMonitor CRD into dir.
-func GenerateAllSchemas(dir string) error {
+// generateAllSchemas writes the schemas of chartKinds and of the PodMonitor CRD into dir.
+func generateAllSchemas(dir string) error {
 	k8s, err := ModuleDir(kubernetesModule)
 	if err != nil {
 		return err
 	}
-	if err := GenerateKubernetesSchemas(filepath.Join(k8s, "api", "openapi-spec", "swagger.json"), dir, ChartKinds); err != nil {
+	if err := generateKubernetesSchemas(filepath.Join(k8s, "api", "openapi-spec", "swagger.json"), dir, chartKinds); err != nil {
 		return err
 	}
 	po, err := ModuleDir(PrometheusOperatorModule)
 	if err != nil {
 		return err
 	}
-	return GenerateCRDSchema(filepath.Join(po, "example", "prometheus-operator-crd", "monitoring.coreos.com_podmonitors.yaml"), "v1", dir)
+	return generateCRDSchema(filepath.Join(po, "example", "prometheus-operator-crd", "monitoring.coreos.com_podmonitors.yaml"), "v1", dir)
 }

@@ -90,7 +90,7 @@ func TestNotes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			notes, err := RenderNotes(ch, vals)
+			notes, err := renderNotes(ch, vals)
 			if err != nil {
 				t.Fatal(err)
 			}

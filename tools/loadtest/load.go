@@ -31,6 +31,7 @@ type runConfig struct {
 	rounds     int
 	levels     []int
 	secrets    int
+	beforeDir  string    // "": no second sidecar to compare with
 	profileDir string    // "": no profiles
 	output     io.Writer // the programs' output; nil discards it
 }
@@ -56,21 +57,41 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 	}
 	defer os.RemoveAll(dir)
 
-	p, err := startPod(ctx, podOptions{bins: pod.InDir(cfg.binDir), dir: dir, secrets: cfg.secrets,
-		pprof: cfg.profileDir != "", output: cfg.output})
-	if err != nil {
-		return err
+	type server struct {
+		name    string
+		addr    string
+		pid     int
+		pprof   string
+		ready   time.Duration
+		idleRSS int64
 	}
-	defer p.stop()
-	logger.Info("secret-proxy ready", "start_to_ready", p.startToReady)
-	idleRSS, err := settledRSS(ctx, p.proxy.Pid())
-	if err != nil {
-		return err
+	var servers []*server
+	sidecars := []struct{ name, binDir string }{{"sidecar", cfg.binDir}}
+	if cfg.beforeDir != "" {
+		sidecars = append(sidecars, struct{ name, binDir string }{"before", cfg.beforeDir})
 	}
-	if cfg.profileDir != "" {
-		if err := fetch(ctx, "http://"+p.pprofAddr+"/debug/pprof/heap?gc=1", filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", cfg.secrets))); err != nil {
+	for _, sc := range sidecars {
+		podDir := filepath.Join(dir, sc.name)
+		if err := os.Mkdir(podDir, 0o700); err != nil {
 			return err
 		}
+		p, err := startPod(ctx, podOptions{bins: pod.InDir(sc.binDir), dir: podDir, secrets: cfg.secrets,
+			pprof: cfg.profileDir != "" && sc.name == "sidecar", output: cfg.output})
+		if err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		defer p.stop()
+		logger.Info("secret-proxy ready", "server", sc.name, "start_to_ready", p.startToReady)
+		s := &server{name: sc.name, addr: p.grpcAddr, pid: p.proxy.Pid(), pprof: p.pprofAddr, ready: p.startToReady}
+		if s.idleRSS, err = settledRSS(ctx, s.pid); err != nil {
+			return err
+		}
+		if s.pprof != "" {
+			if err := fetch(ctx, "http://"+s.pprof+"/debug/pprof/heap?gc=1", filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", cfg.secrets))); err != nil {
+				return err
+			}
+		}
+		servers = append(servers, s)
 	}
 
 	req, err := proto.Marshal(&secretproxyv1.GetSecretRequest{Name: sampleSecret})
@@ -78,7 +99,7 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 		return err
 	}
 	respFile := filepath.Join(dir, "response.bin")
-	if err := captureResponse(ctx, p.grpcAddr, respFile); err != nil {
+	if err := captureResponse(ctx, servers[0].addr, respFile); err != nil {
 		return err
 	}
 	bare, bareAddr, err := startBare(ctx, respFile, cfg.output)
@@ -86,27 +107,22 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer func() { _ = bare.Stop(10 * time.Second) }()
+	servers = append([]*server{{name: "bare", addr: bareAddr, pid: bare.Pid()}}, servers...)
 
 	protoset, err := protosetBytes()
 	if err != nil {
 		return err
 	}
-	servers := []struct {
-		name  string
-		addr  string
-		pid   int
-		pprof string
-	}{{"bare", bareAddr, bare.Pid(), ""}, {"sidecar", p.grpcAddr, p.proxy.Pid(), p.pprofAddr}}
-
-	results := map[string]map[int][]sample{"bare": {}, "sidecar": {}}
+	results := map[string]map[int][]sample{}
+	for _, s := range servers {
+		results[s.name] = map[int][]sample{}
+	}
 	for round := range cfg.rounds {
-		order := []int{0, 1}
-		if round%2 == 1 {
-			order = []int{1, 0} // interleave, so drift on a shared machine hits both alike
-		}
 		for _, level := range cfg.levels {
-			for _, i := range order {
-				s := servers[i]
+			// Interleave: each round starts with another server, so drift on
+			// a shared machine hits all alike.
+			for k := range servers {
+				s := servers[(k+round)%len(servers)]
 				logger.Info("load", "round", round+1, "server", s.name, "concurrency", level, "duration", cfg.duration)
 				var profile func(context.Context) error
 				if s.pprof != "" {
@@ -126,9 +142,19 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 			}
 		}
 	}
-	peakRSS, _ := procStatusKB(p.proxy.Pid(), "VmHWM")
-	barePeak, _ := procStatusKB(bare.Pid(), "VmHWM")
-	printReport(os.Stdout, cfg, results, p.startToReady, idleRSS, peakRSS, barePeak)
+	var names []string
+	var mem []string
+	for _, s := range servers {
+		names = append(names, s.name)
+		peak, _ := procStatusKB(s.pid, "VmHWM")
+		if s.name == "bare" {
+			mem = append(mem, fmt.Sprintf("bare server: peak RSS %.1f MB", float64(peak)/1024))
+			continue
+		}
+		mem = append(mem, fmt.Sprintf("%s: start to ready %s, RSS idle %.1f MB, peak RSS (VmHWM) after load %.1f MB",
+			s.name, s.ready.Round(time.Millisecond), float64(s.idleRSS)/1024, float64(peak)/1024))
+	}
+	printReport(os.Stdout, cfg, names, results, mem)
 	return nil
 }
 
@@ -287,18 +313,19 @@ func pick[T any](xs []sample, f func(sample) T) []T {
 	return out
 }
 
-func printReport(w io.Writer, cfg runConfig, results map[string]map[int][]sample, ready time.Duration, idleKB, peakKB, bareKB int64) {
+func printReport(w io.Writer, cfg runConfig, names []string, results map[string]map[int][]sample, mem []string) {
 	fmt.Fprintf(w, "GetSecret cache hits, 1 HTTP/2 connection, %s per level and server, %d interleaved rounds, medians across rounds.\n\n", cfg.duration, cfg.rounds)
 	fmt.Fprintln(w, "| concurrency | server | req/s | p50 | p99 | CPU/req | errors |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	type ratio struct {
 		level         int
+		name          string
 		rps, p99, cpu float64
 	}
 	var ratios []ratio
 	for _, level := range cfg.levels {
 		med := map[string][3]float64{}
-		for _, name := range []string{"bare", "sidecar"} {
+		for _, name := range names {
 			xs := results[name][level]
 			errs := 0
 			for _, x := range xs {
@@ -312,15 +339,17 @@ func printReport(w io.Writer, cfg runConfig, results map[string]map[int][]sample
 			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %.1f µs | %d |\n", level, name, rps,
 				p50.Round(time.Microsecond), p99.Round(time.Microsecond), float64(cpu)/float64(time.Microsecond), errs)
 		}
-		b, s := med["bare"], med["sidecar"]
-		ratios = append(ratios, ratio{level, s[0] / b[0], s[1] / b[1], s[2] / b[2]})
+		b := med["bare"]
+		for _, name := range names[1:] {
+			s := med[name]
+			ratios = append(ratios, ratio{level, name, s[0] / b[0], s[1] / b[1], s[2] / b[2]})
+		}
 	}
-	fmt.Fprintln(w, "\nRatios sidecar/bare (targets, issue 13: throughput >= 0.95, p99 <= 1.15, CPU per request <= 1.1):")
-	fmt.Fprintln(w, "\n| concurrency | throughput | p99 | CPU/req |")
-	fmt.Fprintln(w, "|---|---|---|---|")
+	fmt.Fprintln(w, "\nRatios to bare (targets, issue 13: throughput >= 0.95, p99 <= 1.15, CPU per request <= 1.1):")
+	fmt.Fprintln(w, "\n| concurrency | server | throughput | p99 | CPU/req |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, r := range ratios {
-		fmt.Fprintf(w, "| %d | %.2f | %.2f | %.2f |\n", r.level, r.rps, r.p99, r.cpu)
+		fmt.Fprintf(w, "| %d | %s | %.2f | %.2f | %.2f |\n", r.level, r.name, r.rps, r.p99, r.cpu)
 	}
-	fmt.Fprintf(w, "\nsecret-proxy with %d declared secrets: start to ready %s; RSS idle %.1f MB; peak RSS (VmHWM) after load %.1f MB; bare server peak RSS %.1f MB.\n",
-		cfg.secrets, ready.Round(time.Millisecond), float64(idleKB)/1024, float64(peakKB)/1024, float64(bareKB)/1024)
+	fmt.Fprintf(w, "\nsecret-proxy with %d declared secrets. %s.\n", cfg.secrets, strings.Join(mem, "; "))
 }

@@ -5,7 +5,7 @@
 // secrets), and itself again as the bare server, so that each server's CPU
 // time can be read from /proc/<pid>/stat.
 //
-//	loadtest run --bin ../../bin [--duration 10s] [--rounds 2] [--levels 1,8,64] [--profile DIR]
+//	loadtest run --bin ../../bin [--duration 10s] [--rounds 2] [--levels 1,8,64] [--before DIR] [--profile DIR]
 //	loadtest idle --bin ../../bin [--secrets 100,200] [--interval 10s] [--window 30s] [--profile DIR]
 //
 // `idle` states what each extra 1,000 declared secrets cost a sidecar that
@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 		fs.IntVar(&cfg.rounds, "rounds", 2, "interleaved rounds")
 		levels := fs.String("levels", "1,8,64", "concurrency levels")
 		fs.IntVar(&cfg.secrets, "secrets", 100, "declared secrets")
+		fs.StringVar(&cfg.beforeDir, "before", "", "a second bin directory whose secret-proxy is measured in the same rounds, as \"before\" (a before/after comparison under the same machine load)")
 		fs.StringVar(&cfg.profileDir, "profile", "", "write the sidecar's CPU profiles under load and its idle heap profile into this directory (a -tags pprof build)")
 		verbose := fs.Bool("v", false, "copy the programs' output to standard error")
 		if err := fs.Parse(args[1:]); err != nil {

@@ -21,6 +21,7 @@ import (
 var version = "dev"
 
 func main() {
+	tuneRuntime(os.LookupEnv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -19,7 +19,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 )
@@ -92,11 +91,11 @@ func (e *FetchError) Error() string {
 
 func (e *FetchError) Unwrap() error { return ErrUnavailable }
 
-// Options configure a Cache.
+// Options configure a Cache. Time is the wall clock: the tests run the cache
+// in testing/synctest bubbles.
 type Options struct {
 	Scopes        []string
 	RefreshBefore time.Duration
-	Clock         clock.Clock
 	Metrics       *metrics.Metrics
 	Logger        *slog.Logger
 	FetchTimeout  time.Duration
@@ -149,9 +148,6 @@ type call struct {
 
 // New returns a cache for the allowlist o.Scopes (validated by config).
 func New(src Source, o Options) *Cache {
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -217,7 +213,7 @@ func (c *Cache) Get(ctx context.Context, scope string) (*secretproxyv1.GetAccess
 
 // usable reports whether s may be served now.
 func (c *Cache) usable(s *served) bool {
-	return c.o.Clock.Now().Before(s.tok.Expires.Add(-MinValidity))
+	return time.Now().Before(s.tok.Expires.Add(-MinValidity))
 }
 
 func (c *Cache) wait(ctx context.Context, e *entry) (*secretproxyv1.GetAccessTokenResponse, error) {
@@ -228,7 +224,7 @@ func (c *Cache) wait(ctx context.Context, e *entry) (*secretproxyv1.GetAccessTok
 	}
 	cl := e.call
 	if cl == nil {
-		if e.lastErr != nil && c.o.Clock.Now().Before(e.retryAt) {
+		if e.lastErr != nil && time.Now().Before(e.retryAt) {
 			err := e.lastErr
 			e.mu.Unlock()
 			return nil, err
@@ -264,11 +260,11 @@ func (c *Cache) startLocked(e *entry) *call {
 // gives up must not cancel the fetch others joined), bounded by FetchTimeout.
 func (c *Cache) fetch(e *entry, cl *call) {
 	ctx, cancel := context.WithTimeout(c.fetchCtx, c.o.FetchTimeout)
-	start := c.o.Clock.Now()
+	start := time.Now()
 	tok, err := c.src.Fetch(ctx, e.scope)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
-	now := c.o.Clock.Now()
+	now := time.Now()
 
 	e.mu.Lock()
 	if err != nil {
@@ -347,7 +343,7 @@ func (c *Cache) Run(ctx context.Context) error {
 		e.mu.Unlock()
 	}
 	for {
-		now := c.o.Clock.Now()
+		now := time.Now()
 		next := time.Time{}
 		for _, s := range c.order {
 			e := c.entries[s]
@@ -363,10 +359,10 @@ func (c *Cache) Run(ctx context.Context) error {
 			e.mu.Unlock()
 		}
 		var wake <-chan time.Time
-		var t clock.Timer
+		var t *time.Timer
 		if !next.IsZero() {
-			t = c.o.Clock.NewTimer(next.Sub(now))
-			wake = t.C()
+			t = time.NewTimer(next.Sub(now))
+			wake = t.C
 		}
 		select {
 		case <-ctx.Done():

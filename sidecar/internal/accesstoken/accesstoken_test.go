@@ -9,12 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 )
 
@@ -23,7 +23,10 @@ const (
 	pgScope  = "https://ossrdbms-aad.database.windows.net/.default"
 )
 
-var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+// t0 is when a test starts: the tests that fetch run in testing/synctest
+// bubbles, whose clock starts at midnight UTC, 2000-01-01, and moves only
+// when every goroutine of the bubble waits (time.Sleep there is no real sleep).
+var t0 = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // fakeSource is a hand-written identity endpoint: each fetch takes the next
 // answer of its scope's queue (the last one repeats), and can be held until
@@ -90,17 +93,16 @@ func tok(v string, exp time.Time) answer { return answer{tok: Token{Value: v, Ex
 type fixture struct {
 	c   *Cache
 	src *fakeSource
-	clk *clock.Fake
 	m   *metrics.Metrics
 	log *bytes.Buffer
 }
 
 func newFixture(t *testing.T, scopes ...string) *fixture {
 	t.Helper()
-	f := &fixture{src: newFakeSource(), clk: clock.NewFake(t0), log: &bytes.Buffer{}}
+	f := &fixture{src: newFakeSource(), log: &bytes.Buffer{}}
 	f.m = metrics.New(prometheus.NewRegistry(), nil, "test")
 	f.c = New(f.src, Options{
-		Scopes: scopes, RefreshBefore: 5 * time.Minute, Clock: f.clk, Metrics: f.m,
+		Scopes: scopes, RefreshBefore: 5 * time.Minute, Metrics: f.m,
 		Logger: slog.New(slog.NewJSONHandler(&syncWriter{w: f.log}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	return f
@@ -132,26 +134,28 @@ func (f *fixture) get(t *testing.T, scope string) (string, error) {
 }
 
 func TestGetFetchesOnceThenHits(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
-	for i := range 3 {
-		got, err := f.get(t, sqlScope)
-		if err != nil || got != "test-token-a" {
-			t.Fatalf("get %d = %q, %v; want test-token-a", i, got, err)
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
+		for i := range 3 {
+			got, err := f.get(t, sqlScope)
+			if err != nil || got != "test-token-a" {
+				t.Fatalf("get %d = %q, %v; want test-token-a", i, got, err)
+			}
 		}
-	}
-	if n := f.src.count(sqlScope); n != 1 {
-		t.Errorf("fetches = %d, want 1", n)
-	}
-	if n := testing.AllocsPerRun(100, func() { f.c.Get(context.Background(), sqlScope) }); n != 0 {
-		t.Errorf("a hit allocates %v times, want 0", n)
-	}
-	if got := testutil.ToFloat64(f.m.AccessTokenFetches.WithLabelValues(sqlScope, "success")); got != 1 {
-		t.Errorf("fetches{success} = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(f.m.AccessTokenExpiry.WithLabelValues(sqlScope)); got != float64(t0.Add(time.Hour).Unix()) {
-		t.Errorf("expiry gauge = %v, want %d", got, t0.Add(time.Hour).Unix())
-	}
+		if n := f.src.count(sqlScope); n != 1 {
+			t.Errorf("fetches = %d, want 1", n)
+		}
+		if n := testing.AllocsPerRun(100, func() { f.c.Get(context.Background(), sqlScope) }); n != 0 {
+			t.Errorf("a hit allocates %v times, want 0", n)
+		}
+		if got := testutil.ToFloat64(f.m.AccessTokenFetches.WithLabelValues(sqlScope, "success")); got != 1 {
+			t.Errorf("fetches{success} = %v, want 1", got)
+		}
+		if got := testutil.ToFloat64(f.m.AccessTokenExpiry.WithLabelValues(sqlScope)); got != float64(t0.Add(time.Hour).Unix()) {
+			t.Errorf("expiry gauge = %v, want %d", got, t0.Add(time.Hour).Unix())
+		}
+	})
 }
 
 func TestScopeChecks(t *testing.T) {
@@ -182,92 +186,100 @@ func TestScopeChecks(t *testing.T) {
 
 // TestSingleFlight: concurrent callers of a cold scope share one fetch.
 func TestSingleFlight(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
-	f.src.started = make(chan string, 10)
-	f.src.hold = make(chan struct{})
-	const callers = 8
-	errs := make(chan error, callers)
-	for range callers {
-		go func() {
-			got, err := f.get(t, sqlScope)
-			if err == nil && got != "test-token-a" {
-				err = fmt.Errorf("got %q", got)
-			}
-			errs <- err
-		}()
-	}
-	<-f.src.started
-	close(f.src.hold)
-	for range callers {
-		if err := <-errs; err != nil {
-			t.Error(err)
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
+		f.src.started = make(chan string, 10)
+		f.src.hold = make(chan struct{})
+		const callers = 8
+		errs := make(chan error, callers)
+		for range callers {
+			go func() {
+				got, err := f.get(t, sqlScope)
+				if err == nil && got != "test-token-a" {
+					err = fmt.Errorf("got %q", got)
+				}
+				errs <- err
+			}()
 		}
-	}
-	if n := f.src.count(sqlScope); n != 1 {
-		t.Errorf("fetches = %d, want 1 for %d concurrent callers", n, callers)
-	}
+		<-f.src.started
+		close(f.src.hold)
+		for range callers {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if n := f.src.count(sqlScope); n != 1 {
+			t.Errorf("fetches = %d, want 1 for %d concurrent callers", n, callers)
+		}
+	})
 }
 
 // TestNeverServedInLastMinute: a token is served until one minute before its
 // expiry, then a fetch replaces it.
 func TestNeverServedInLastMinute(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope, tok("test-token-a", t0.Add(10*time.Minute)), tok("test-token-b", t0.Add(70*time.Minute)))
-	if got, _ := f.get(t, sqlScope); got != "test-token-a" {
-		t.Fatalf("first = %q", got)
-	}
-	f.clk.Advance(9*time.Minute - time.Second) // 61 s left
-	if got, _ := f.get(t, sqlScope); got != "test-token-a" {
-		t.Fatalf("with 61 s left = %q, want the cached token", got)
-	}
-	f.clk.Advance(time.Second) // 60 s left: not served
-	if got, _ := f.get(t, sqlScope); got != "test-token-b" {
-		t.Fatalf("with 60 s left = %q, want a new token", got)
-	}
-	if n := f.src.count(sqlScope); n != 2 {
-		t.Errorf("fetches = %d, want 2", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope, tok("test-token-a", t0.Add(10*time.Minute)), tok("test-token-b", t0.Add(70*time.Minute)))
+		if got, _ := f.get(t, sqlScope); got != "test-token-a" {
+			t.Fatalf("first = %q", got)
+		}
+		time.Sleep(9*time.Minute - time.Second) // 61 s left
+		if got, _ := f.get(t, sqlScope); got != "test-token-a" {
+			t.Fatalf("with 61 s left = %q, want the cached token", got)
+		}
+		time.Sleep(time.Second) // 60 s left: not served
+		if got, _ := f.get(t, sqlScope); got != "test-token-b" {
+			t.Fatalf("with 60 s left = %q, want a new token", got)
+		}
+		if n := f.src.count(sqlScope); n != 2 {
+			t.Errorf("fetches = %d, want 2", n)
+		}
+	})
 }
 
 // TestUnavailableWithReason: no valid token and a failing endpoint is
 // ErrUnavailable with the endpoint's reason; callers within the back-off get
 // the same answer without a new fetch.
 func TestUnavailableWithReason(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope,
-		answer{err: errors.New("the identity endpoint answered HTTP 503 temporarily_unavailable\nmore detail")},
-		tok("test-token-b", t0.Add(time.Hour)))
-	_, err := f.get(t, sqlScope)
-	var fe *FetchError
-	if !errors.As(err, &fe) || !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("err = %v, want a FetchError", err)
-	}
-	if fe.Reason != "the identity endpoint answered HTTP 503 temporarily_unavailable" {
-		t.Errorf("reason = %q, want the first line of the source's error", fe.Reason)
-	}
-	if _, err := f.get(t, sqlScope); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("second = %v", err)
-	}
-	if n := f.src.count(sqlScope); n != 1 {
-		t.Errorf("fetches within the back-off = %d, want 1", n)
-	}
-	f.clk.Advance(minBackoff)
-	if got, err := f.get(t, sqlScope); err != nil || got != "test-token-b" {
-		t.Fatalf("after the back-off = %q, %v", got, err)
-	}
-	if got := testutil.ToFloat64(f.m.AccessTokenFetches.WithLabelValues(sqlScope, "error")); got != 1 {
-		t.Errorf("fetches{error} = %v, want 1", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope,
+			answer{err: errors.New("the identity endpoint answered HTTP 503 temporarily_unavailable\nmore detail")},
+			tok("test-token-b", t0.Add(time.Hour)))
+		_, err := f.get(t, sqlScope)
+		var fe *FetchError
+		if !errors.As(err, &fe) || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("err = %v, want a FetchError", err)
+		}
+		if fe.Reason != "the identity endpoint answered HTTP 503 temporarily_unavailable" {
+			t.Errorf("reason = %q, want the first line of the source's error", fe.Reason)
+		}
+		if _, err := f.get(t, sqlScope); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("second = %v", err)
+		}
+		if n := f.src.count(sqlScope); n != 1 {
+			t.Errorf("fetches within the back-off = %d, want 1", n)
+		}
+		time.Sleep(minBackoff)
+		if got, err := f.get(t, sqlScope); err != nil || got != "test-token-b" {
+			t.Fatalf("after the back-off = %q, %v", got, err)
+		}
+		if got := testutil.ToFloat64(f.m.AccessTokenFetches.WithLabelValues(sqlScope, "error")); got != 1 {
+			t.Errorf("fetches{error} = %v, want 1", got)
+		}
+	})
 }
 
 func TestShortLivedTokenRefused(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope, tok("test-token-a", t0.Add(30*time.Second)))
-	_, err := f.get(t, sqlScope)
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "within the 1m0s") {
-		t.Fatalf("err = %v, want unavailable naming the 1-minute rule", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope, tok("test-token-a", t0.Add(30*time.Second)))
+		_, err := f.get(t, sqlScope)
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "within the 1m0s") {
+			t.Fatalf("err = %v, want unavailable naming the 1-minute rule", err)
+		}
+	})
 }
 
 func TestBackoff(t *testing.T) {
@@ -297,115 +309,121 @@ func TestNextRefresh(t *testing.T) {
 	}
 }
 
-// runCache runs f.c until the test ends.
+// runCache runs f.c until the test ends; when it returns, the prefetch is
+// done and Run sleeps.
 func runCache(t *testing.T, f *fixture) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	synctest.Wait()
 }
 
-// waitTimer waits until Run has gone back to sleep (made its next timer).
-func waitTimer(t *testing.T, ch <-chan struct{}) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the refresher did not go back to sleep")
-	}
+// advance moves the bubble's clock by d, firing every timer due on the way,
+// and returns once every goroutine waits again.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }
 
 // TestBackgroundRefresh: Run prefetches, then fetches the next token
 // refreshBefore ahead of expiry, so that callers never wait; a failed refresh
 // keeps the token in hand and is retried.
 func TestBackgroundRefresh(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope,
-		tok("test-token-a", t0.Add(time.Hour)),
-		answer{err: errors.New("the identity endpoint answered HTTP 503")},
-		tok("test-token-b", t0.Add(2*time.Hour)))
-	slept := f.clk.TimerCreated()
-	runCache(t, f)
-	waitTimer(t, slept)
-	if n := f.src.count(sqlScope); n != 1 {
-		t.Fatalf("prefetch: %d fetches, want 1", n)
-	}
-	if at, _ := f.clk.NextDeadline(); !at.Equal(t0.Add(55 * time.Minute)) {
-		t.Fatalf("next refresh at %s, want 5 minutes before expiry", at)
-	}
-
-	slept = f.clk.TimerCreated()
-	f.clk.Advance(55 * time.Minute) // the refresh fails
-	waitTimer(t, slept)
-	if got, err := f.get(t, sqlScope); err != nil || got != "test-token-a" {
-		t.Fatalf("after a failed refresh = %q, %v; want the token in hand", got, err)
-	}
-	slept = f.clk.TimerCreated()
-	f.clk.Advance(time.Second) // the retry after back-off succeeds
-	waitTimer(t, slept)
-	if got, err := f.get(t, sqlScope); err != nil || got != "test-token-b" {
-		t.Fatalf("after the retry = %q, %v; want the new token", got, err)
-	}
-	if n := f.src.count(sqlScope); n != 3 {
-		t.Errorf("fetches = %d, want 3 (prefetch, failed refresh, retry)", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope,
+			tok("test-token-a", t0.Add(time.Hour)),
+			answer{err: errors.New("the identity endpoint answered HTTP 503")},
+			tok("test-token-b", t0.Add(2*time.Hour)))
+		runCache(t, f)
+		if n := f.src.count(sqlScope); n != 1 {
+			t.Fatalf("prefetch: %d fetches, want 1", n)
+		}
+		// The next refresh comes 5 minutes before expiry, not a nanosecond sooner.
+		advance(55*time.Minute - time.Nanosecond)
+		if n := f.src.count(sqlScope); n != 1 {
+			t.Fatalf("%d fetches before the refresh, want 1: the next refresh must be 5 minutes before expiry", n)
+		}
+		advance(time.Nanosecond) // the refresh fails
+		if n := f.src.count(sqlScope); n != 2 {
+			t.Fatalf("%d fetches at 5 minutes before expiry, want 2", n)
+		}
+		if got, err := f.get(t, sqlScope); err != nil || got != "test-token-a" {
+			t.Fatalf("after a failed refresh = %q, %v; want the token in hand", got, err)
+		}
+		advance(time.Second) // the retry after back-off succeeds
+		if got, err := f.get(t, sqlScope); err != nil || got != "test-token-b" {
+			t.Fatalf("after the retry = %q, %v; want the new token", got, err)
+		}
+		if n := f.src.count(sqlScope); n != 3 {
+			t.Errorf("fetches = %d, want 3 (prefetch, failed refresh, retry)", n)
+		}
+	})
 }
 
 // TestCredentialCachedTokenDoesNotSpin: a credential that hands back the same
 // token (its own cache) moves the next refresh half way to expiry each time
 // instead of fetching in a loop.
 func TestCredentialCachedTokenDoesNotSpin(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
-	slept := f.clk.TimerCreated()
-	runCache(t, f)
-	waitTimer(t, slept)
-	slept = f.clk.TimerCreated()
-	f.clk.Advance(55 * time.Minute)
-	waitTimer(t, slept)
-	at, _ := f.clk.NextDeadline()
-	if want := t0.Add(55*time.Minute + 150*time.Second); !at.Equal(want) {
-		t.Errorf("next refresh at %s, want %s (half of the 5 minutes left)", at, want)
-	}
-	if n := f.src.count(sqlScope); n != 2 {
-		t.Errorf("fetches = %d, want 2", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
+		runCache(t, f)
+		advance(55 * time.Minute)
+		if n := f.src.count(sqlScope); n != 2 {
+			t.Fatalf("fetches = %d, want 2", n)
+		}
+		// Half of the 5 minutes left: the next refresh 150 s later, not sooner.
+		advance(150*time.Second - time.Nanosecond)
+		if n := f.src.count(sqlScope); n != 2 {
+			t.Errorf("fetches = %d before half of the 5 minutes left, want 2", n)
+		}
+		advance(time.Nanosecond)
+		if n := f.src.count(sqlScope); n != 3 {
+			t.Errorf("fetches = %d at half of the 5 minutes left, want 3", n)
+		}
+	})
 }
 
 func TestDrainReleasesWaiters(t *testing.T) {
-	f := newFixture(t, sqlScope)
-	f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
-	f.src.started = make(chan string, 1)
-	f.src.hold = make(chan struct{})
-	defer close(f.src.hold)
-	errc := make(chan error, 1)
-	go func() { _, err := f.c.Get(context.Background(), sqlScope); errc <- err }()
-	<-f.src.started
-	f.c.Drain()
-	if err := <-errc; !errors.Is(err, ErrShuttingDown) {
-		t.Errorf("err = %v, want ErrShuttingDown", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, sqlScope)
+		f.src.queue(sqlScope, tok("test-token-a", t0.Add(time.Hour)))
+		f.src.started = make(chan string, 1)
+		f.src.hold = make(chan struct{})
+		defer close(f.src.hold)
+		errc := make(chan error, 1)
+		go func() { _, err := f.c.Get(context.Background(), sqlScope); errc <- err }()
+		<-f.src.started
+		f.c.Drain()
+		if err := <-errc; !errors.Is(err, ErrShuttingDown) {
+			t.Errorf("err = %v, want ErrShuttingDown", err)
+		}
+	})
 }
 
 // TestTokenNeverPrintedOrLogged: the token value appears in no log line, no
 // error and no formatting of Token.
 func TestTokenNeverPrintedOrLogged(t *testing.T) {
-	const secret = "test-token-SECRETVALUE"
-	f := newFixture(t, sqlScope, pgScope)
-	f.src.queue(sqlScope, tok(secret, t0.Add(time.Hour)))
-	f.src.queue(pgScope, tok(secret, t0.Add(30*time.Second)))
-	if _, err := f.get(t, sqlScope); err != nil {
-		t.Fatal(err)
-	}
-	_, err := f.get(t, pgScope)
-	tk := Token{Value: secret, Expires: t0}
-	for _, s := range []string{f.log.String(), fmt.Sprint(err), fmt.Sprintf("%v %+v %#v %s", tk, tk, tk, tk)} {
-		if strings.Contains(s, secret) {
-			t.Errorf("token value printed: %s", s)
+	synctest.Test(t, func(t *testing.T) {
+		const secret = "test-token-SECRETVALUE"
+		f := newFixture(t, sqlScope, pgScope)
+		f.src.queue(sqlScope, tok(secret, t0.Add(time.Hour)))
+		f.src.queue(pgScope, tok(secret, t0.Add(30*time.Second)))
+		if _, err := f.get(t, sqlScope); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if !strings.Contains(f.log.String(), "access token fetched") {
-		t.Errorf("no fetch logged at debug: %s", f.log.String())
-	}
+		_, err := f.get(t, pgScope)
+		tk := Token{Value: secret, Expires: t0}
+		for _, s := range []string{f.log.String(), fmt.Sprint(err), fmt.Sprintf("%v %+v %#v %s", tk, tk, tk, tk)} {
+			if strings.Contains(s, secret) {
+				t.Errorf("token value printed: %s", s)
+			}
+		}
+		if !strings.Contains(f.log.String(), "access token fetched") {
+			t.Errorf("no fetch logged at debug: %s", f.log.String())
+		}
+	})
 }

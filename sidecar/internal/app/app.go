@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,7 +26,6 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/accesstoken"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
 	"github.com/secretproxy/secretproxy/sidecar/internal/clientauth"
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/connlimit"
 	"github.com/secretproxy/secretproxy/sidecar/internal/grpcapi"
@@ -44,7 +45,6 @@ type Options struct {
 	LogOutput io.Writer
 	// KeyVault carries the HTTP transport (tests trust the emulator's CA with it).
 	KeyVault keyvault.Options
-	Clock    clock.Clock
 	// Registry receives the metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// ThrottleSpread is the cache's first spread after a 429 (cache.Options);
@@ -99,9 +99,6 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
-	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 8 * time.Second
 	}
@@ -132,10 +129,10 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 	if a.backend, err = openBackend(cfg, o, m); err != nil {
 		return nil, err
 	}
-	a.cache = cache.New(cfg, a.backend.source, cache.Options{Clock: o.Clock, Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
+	a.cache = cache.New(cfg, a.backend.source, cache.Options{Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
 	a.tokens = accesstoken.New(a.backend.tokens, accesstoken.Options{
 		Scopes: cfg.AccessTokens.Scopes, RefreshBefore: cfg.AccessTokens.RefreshBefore.D(),
-		Clock: o.Clock, Metrics: m, Logger: log, Reason: a.backend.tokenFailure,
+		Metrics: m, Logger: log, Reason: a.backend.tokenFailure,
 	})
 	var auth interface{ Allow(string) bool }
 	if a.bearer != nil {
@@ -403,12 +400,20 @@ func (a *App) shutdown() {
 	}
 }
 
+// releaseStartupMemory runs once, when the pod first becomes ready: start-up
+// (TLS handshakes, JSON, the first read of every secret) leaves megabytes of
+// garbage and free heap that the runtime would otherwise hand back to the OS
+// only slowly, so idle RSS would stay high for minutes (docs/benchmarks.md).
+// One forced collection then costs about a millisecond. Tests replace it.
+var releaseStartupMemory = debug.FreeOSMemory
+
 // watchReadiness keeps the health service in step with the cache. It wakes on
 // every change and once a second, since maxStale expires with time alone.
 func (a *App) watchReadiness(stop <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	was := false
+	var released sync.Once
 	for {
 		ch := a.cache.Changed()
 		ok, waiting := a.cache.Ready()
@@ -419,6 +424,7 @@ func (a *App) watchReadiness(stop <-chan struct{}) {
 			a.grpc.SetReady(ok)
 			if ok {
 				a.log.Info("ready: every declared secret is loaded", "startToReady", time.Since(a.start))
+				released.Do(releaseStartupMemory)
 			} else {
 				a.log.Warn("not ready", "waiting", waiting)
 			}

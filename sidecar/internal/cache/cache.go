@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 	"github.com/secretproxy/secretproxy/sidecar/internal/source"
@@ -46,8 +45,11 @@ var errNotLoaded = errors.New("not loaded yet")
 var errHeldBack = errors.New("held back by the vault's Retry-After: not sent")
 
 // Options are the cache's collaborators; zero values get defaults.
+//
+// Time is the wall clock (time.Now, time.NewTimer): the tests run the cache
+// in testing/synctest bubbles, whose fake clock moves only when every
+// goroutine of the bubble waits, so no clock is injected.
 type Options struct {
-	Clock   clock.Clock
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Rand returns a number in [0, 1) for jitter.
@@ -82,6 +84,9 @@ type view struct {
 	notBefore   time.Time
 }
 
+// entry is one declared secret. Its last good value lives in one place, the
+// view's message: a failed answer keeps it (marked stale), a good one
+// replaces it.
 type entry struct {
 	decl config.Secret
 	view atomic.Pointer[view]
@@ -91,20 +96,12 @@ type entry struct {
 	lastRead  time.Time // when the last vault read started
 	failures  int       // consecutive transient failures
 	nextRetry time.Time // zero: no retry scheduled
-	value     *source.Secret
-}
-
-type flight struct {
-	done  chan struct{}
-	batch bool                  // started by a pass, which publishes its changes together
-	found *secretproxyv1.Secret // set when the read changed the version or value
 }
 
 // Cache holds the declared secrets.
 type Cache struct {
 	cfg  config.Refresh
 	src  source.Source
-	clk  clock.Clock
 	m    *metrics.Metrics
 	log  *slog.Logger
 	rnd  func() float64
@@ -141,9 +138,6 @@ type Cache struct {
 
 // New builds a cache for the declared secrets. Call Run to prefetch and refresh.
 func New(cfg config.Config, src source.Source, o Options) *Cache {
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -167,7 +161,7 @@ func New(cfg config.Config, src source.Source, o Options) *Cache {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{
-		cfg: cfg.Refresh, src: src, clk: o.Clock, m: o.Metrics, log: o.Logger, rnd: o.Rand, opts: o,
+		cfg: cfg.Refresh, src: src, m: o.Metrics, log: o.Logger, rnd: o.Rand, opts: o,
 		byName:   make(map[string]*entry, len(cfg.Secrets)),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -195,6 +189,17 @@ func (c *Cache) Declared(name string) bool {
 	return ok
 }
 
+// caller says who waits for a first load in awaitLoad.
+type caller uint8
+
+const (
+	// callerGet counts its wait in the read metrics (waited or coalesced).
+	callerGet caller = iota
+	// callerRefresh has already waited for its own read; its wait is not
+	// a cold read and is not counted.
+	callerRefresh
+)
+
 // Get returns a declared secret, waiting for a first load up to 100 ms before
 // ctx's deadline (DefaultWait without one). The returned message is shared and
 // must not be modified.
@@ -211,17 +216,25 @@ func (c *Cache) Get(ctx context.Context, name string) (*secretproxyv1.Secret, er
 		}
 		return s, err
 	}
-	return c.wait(ctx, e, false)
+	timer := c.newWaitTimer(ctx)
+	defer timer.Stop()
+	return c.awaitLoad(ctx, e, timer, callerGet)
 }
 
 // Refresh reads a declared secret from the vault now, unless it was read less
-// than refresh.minInterval ago, and returns it as Get would.
+// than refresh.minInterval ago or the vault's Retry-After holds every read,
+// and returns it as Get would.
 func (c *Cache) Refresh(ctx context.Context, name string) (*secretproxyv1.Secret, error) {
 	e := c.byName[name]
 	if e == nil {
 		return nil, ErrUndeclared
 	}
-	return c.wait(ctx, e, true)
+	timer := c.newWaitTimer(ctx)
+	defer timer.Stop()
+	if answered, s, err := c.awaitRead(ctx, e, timer); answered {
+		return s, err
+	}
+	return c.awaitLoad(ctx, e, timer, callerRefresh)
 }
 
 // serve applies the table of docs/reference/api.md ("What a read answers") to one view.
@@ -238,11 +251,11 @@ func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
 	if v.kind == kindDisabled {
 		return nil, ErrDisabled
 	}
-	if c.cfg.MaxStale > 0 && v.kind != kindOK && c.clk.Now().Sub(v.lastSuccess) > c.cfg.MaxStale.D() {
+	if c.cfg.MaxStale > 0 && v.kind != kindOK && time.Since(v.lastSuccess) > c.cfg.MaxStale.D() {
 		return nil, ErrTooStale
 	}
 	if c.cfg.RefuseExpired {
-		now := c.clk.Now()
+		now := time.Now()
 		if !v.expires.IsZero() && !now.Before(v.expires) {
 			return nil, ErrExpired
 		}
@@ -253,10 +266,10 @@ func (c *Cache) serve(v *view) (*secretproxyv1.Secret, error) {
 	return v.secret, nil
 }
 
-// wait is the slow path. With refresh, it first joins or starts a vault read
-// (unless minInterval or Retry-After forbid one) and waits for its answer;
-// then, like Get, it answers from the cache, waiting for a first load if needed.
-func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv1.Secret, error) {
+// newWaitTimer bounds a slow read: it fires 100 ms before ctx's deadline, so
+// the caller gets UNAVAILABLE rather than DEADLINE_EXCEEDED, or after
+// DefaultWait without one.
+func (c *Cache) newWaitTimer(ctx context.Context) *time.Timer {
 	d := c.opts.DefaultWait
 	if dl, ok := ctx.Deadline(); ok {
 		d = time.Until(dl) - 100*time.Millisecond
@@ -264,35 +277,42 @@ func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv
 	if d <= 0 {
 		d = time.Millisecond
 	}
-	timer := c.clk.NewTimer(d)
-	defer timer.Stop()
+	return time.NewTimer(d)
+}
 
-	if refresh {
-		c.mu.Lock()
-		fl := e.flight
-		if fl == nil {
-			fl = c.startLocked(e, false)
-		}
-		c.mu.Unlock()
-		if fl != nil {
-			select {
-			case <-fl.done:
-			case <-timer.C():
-				return c.serveOrUnavailable(e)
-			case <-ctx.Done():
-				return nil, ErrUnavailable
-			case <-c.draining:
-				// A unary call in flight at shutdown finishes: with the
-				// cached value if there is one.
-				s, err := c.serveOrUnavailable(e)
-				if errors.Is(err, ErrUnavailable) {
-					err = ErrShuttingDown
-				}
-				return s, err
-			}
+// awaitRead joins or starts a vault read of e (unless minInterval or
+// Retry-After forbid one) and waits for its answer. answered is true when
+// the wait itself decided the answer (the timer fired, ctx ended, or the
+// sidecar is draining); otherwise the caller answers from the cache.
+func (c *Cache) awaitRead(ctx context.Context, e *entry, timer *time.Timer) (answered bool, s *secretproxyv1.Secret, err error) {
+	c.mu.Lock()
+	fl := c.startLocked(e, byCaller)
+	c.mu.Unlock()
+	if fl == nil {
+		return false, nil, nil
+	}
+	select {
+	case <-fl.done:
+		return false, nil, nil
+	case <-timer.C:
+		s, err = c.serveOrUnavailable(e)
+	case <-ctx.Done():
+		err = ErrUnavailable
+	case <-c.draining:
+		// A unary call in flight at shutdown finishes: with the cached
+		// value if there is one.
+		s, err = c.serveOrUnavailable(e)
+		if errors.Is(err, ErrUnavailable) {
+			err = ErrShuttingDown
 		}
 	}
+	return true, s, err
+}
 
+// awaitLoad answers e from the cache, waiting for a first load if needed (and
+// starting a vault read if none is in flight) until the timer fires, ctx ends
+// or the sidecar drains.
+func (c *Cache) awaitLoad(ctx context.Context, e *entry, timer *time.Timer, who caller) (*secretproxyv1.Secret, error) {
 	first := true
 	for {
 		// Checked under the lock that also guards every view change and
@@ -304,9 +324,9 @@ func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv
 		}
 		coalesced := e.flight != nil
 		if !coalesced {
-			c.startLocked(e, false)
+			c.startLocked(e, byCaller)
 		}
-		if first && !refresh {
+		if first && who == callerGet {
 			if coalesced {
 				c.m.ReadCoalescedCounter.Inc()
 			} else {
@@ -319,7 +339,7 @@ func (c *Cache) wait(ctx context.Context, e *entry, refresh bool) (*secretproxyv
 
 		select {
 		case <-ch: // a vault answer (every one broadcasts)
-		case <-timer.C():
+		case <-timer.C:
 			return nil, ErrUnavailable
 		case <-ctx.Done():
 			return nil, ErrUnavailable
@@ -337,299 +357,6 @@ func (c *Cache) serveOrUnavailable(e *entry) (*secretproxyv1.Secret, error) {
 	return s, err
 }
 
-// startLocked starts a vault read of e unless one is in flight, the vault is
-// throttled, or (unless force) e was read less than minInterval ago. It
-// returns the flight in progress, or nil.
-func (c *Cache) startLocked(e *entry, batch bool) *flight {
-	if e.flight != nil {
-		return e.flight
-	}
-	now := c.clk.Now()
-	if now.Before(c.blockedUntil) {
-		return nil
-	}
-	if !e.lastRead.IsZero() && now.Sub(e.lastRead) < c.cfg.MinInterval.D() {
-		return nil
-	}
-	fl := &flight{done: make(chan struct{}), batch: batch}
-	e.flight = fl
-	e.lastRead = now
-	go c.fetch(e, fl)
-	return fl
-}
-
-func (c *Cache) fetch(e *entry, fl *flight) {
-	s, took, release, err := c.read(e)
-
-	c.mu.Lock()
-	found := c.applyLocked(e, s, err, took)
-	e.flight = nil
-	fl.found = found
-	if found != nil && !fl.batch {
-		c.publishLocked([]*secretproxyv1.Secret{found})
-	}
-	c.broadcastLocked()
-	c.mu.Unlock()
-	// Released only now that a Retry-After in the answer is recorded, so
-	// the next queued read sees it.
-	release()
-	close(fl.done)
-	if !fl.batch {
-		// A read outside a pass may have scheduled a retry earlier than the
-		// refresher's timer; a pass's own reads are seen when it returns.
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// read takes a slot and, while probing, the probe; then it reads e from the
-// vault unless a Retry-After began while it waited. release gives back what
-// it took; call it once the answer is recorded.
-func (c *Cache) read(e *entry) (s source.Secret, took time.Duration, release func(), err error) {
-	release = func() {}
-	select {
-	case c.readSlots <- struct{}{}:
-	case <-c.ctx.Done():
-		return s, 0, release, &source.TransientError{Err: c.ctx.Err()}
-	}
-	release = func() { <-c.readSlots }
-	c.mu.Lock()
-	probing := c.probing
-	c.mu.Unlock()
-	if probing {
-		select {
-		case c.probe <- struct{}{}:
-		case <-c.ctx.Done():
-			return s, 0, release, &source.TransientError{Err: c.ctx.Err()}
-		}
-		c.mu.Lock()
-		probing = c.probing // the probe ahead of this read may have ended it
-		c.mu.Unlock()
-		if probing {
-			release = func() { <-c.probe; <-c.readSlots }
-		} else {
-			<-c.probe
-		}
-	}
-	// A 429 answered while this read queued holds it too: Key Vault
-	// throttles per vault, so no read may go out before Retry-After has
-	// passed. It ends as if it had gone out and been throttled, so the
-	// outcome does not depend on which read won the race for a slot.
-	c.mu.Lock()
-	until := c.blockedUntil
-	c.mu.Unlock()
-	if now := c.clk.Now(); now.Before(until) {
-		return s, 0, release, &source.TransientError{RetryAfter: until.Sub(now), Err: errHeldBack}
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.FetchTimeout)
-	defer cancel()
-	start := time.Now()
-	s, err = c.src.Get(ctx, e.decl.VaultName(), e.decl.Version)
-	return s, time.Since(start), release, err
-}
-
-// applyLocked records one vault answer. It returns the new secret when its
-// version or value changed, or when it is served again after a disabled or
-// not-found answer; else nil.
-func (c *Cache) applyLocked(e *entry, s source.Secret, err error, took time.Duration) *secretproxyv1.Secret {
-	now := c.clk.Now()
-	name := e.decl.Name
-	old := e.view.Load()
-	if err == nil {
-		changed := e.value == nil || e.value.Version != s.Version || e.value.Value != s.Value
-		e.value = &s
-		e.failures = 0
-		e.nextRetry = time.Time{}
-		c.probing, c.throttles = false, 0
-		nv := &view{secret: buildSecret(name, &s, now, false), kind: kindOK, lastSuccess: now, expires: s.Expires, notBefore: s.NotBefore}
-		e.view.Store(nv)
-		c.m.LastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
-		c.m.Stale.WithLabelValues(name).Set(0)
-		if !s.Expires.IsZero() {
-			c.m.Expiry.WithLabelValues(name).Set(float64(s.Expires.Unix()))
-		} else {
-			c.m.Expiry.DeleteLabelValues(name)
-		}
-		if changed {
-			c.m.Refresh.WithLabelValues(name, metrics.RefreshChanged).Inc()
-			c.log.Info("secret loaded", "secret", name, "version", s.Version, "changed", true, "duration", took)
-			return nv.secret
-		}
-		c.m.Refresh.WithLabelValues(name, metrics.RefreshUnchanged).Inc()
-		c.log.Info("secret confirmed", "secret", name, "version", s.Version, "changed", false, "duration", took)
-		if old.kind == kindDisabled || old.kind == kindNotFound {
-			// Enabled again: a stream that left it out of its first message
-			// (an optional secret disabled at the time) has never seen this
-			// value. Streams that have seen it filter it out.
-			return nv.secret
-		}
-		return nil
-	}
-
-	c.m.Refresh.WithLabelValues(name, metrics.RefreshError).Inc()
-	k := kindTransient
-	switch {
-	case errors.Is(err, source.ErrNotFound):
-		k = kindNotFound
-	case errors.Is(err, source.ErrDisabled):
-		k = kindDisabled
-	}
-	nv := &view{kind: k, lastSuccess: old.lastSuccess, expires: old.expires, notBefore: old.notBefore}
-	if e.value != nil {
-		nv.secret = old.secret
-		if !old.secret.GetStale() {
-			nv.secret = buildSecret(name, e.value, old.lastSuccess, true)
-		}
-		c.m.Stale.WithLabelValues(name).Set(1)
-	}
-	e.view.Store(nv)
-
-	if k == kindTransient {
-		e.failures++
-		retry := now.Add(c.backoff(e.failures))
-		ra, throttled := source.RetryAfter(err)
-		heldBack := errors.Is(err, errHeldBack)
-		newRound := false
-		if throttled && !heldBack {
-			newRound = c.throttleLocked(now, ra)
-		}
-		if retry.Before(c.blockedUntil) || throttled {
-			// A throttled read is retried when the vault's block ends:
-			// the block's spread already grows round by round, and a
-			// per-secret back-off on top would leave this pod behind
-			// the others of its fleet.
-			retry = c.blockedUntil
-		}
-		e.nextRetry = retry
-		switch {
-		case heldBack:
-			// One line per throttle is enough; the read that met it said so.
-			c.log.Debug("vault read held back by Retry-After; serving the last good value if any", "secret", name,
-				"loaded", e.value != nil, "retryIn", retry.Sub(now))
-		case throttled && newRound && c.allLoadedLocked():
-			// Every secret is loaded, so this is a refresh, not a start:
-			// the fleet's steady reads exceed what the vault allows.
-			c.log.Warn("vault is throttling refreshes in steady state: the reads of every pod on this vault exceed its limit; "+
-				"serving the cached values; lengthen refresh.interval or split the secrets over more vaults (docs/scale.md)",
-				"secret", name, "error", err.Error(), "throttledRounds", c.throttles, "retryIn", retry.Sub(now))
-		case throttled:
-			c.log.Warn("vault is throttling; no vault read before Retry-After (plus a random spread) has passed; serving the last good value if any",
-				"secret", name, "loaded", e.value != nil, "error", err.Error(), "throttledRounds", c.throttles, "retryIn", retry.Sub(now), "duration", took)
-		default:
-			c.log.Warn("vault read failed; serving the last good value if any", "secret", name, "loaded", e.value != nil,
-				"error", err.Error(), "failures", e.failures, "retryIn", retry.Sub(now), "duration", took)
-		}
-		return nil
-	}
-	// Not found and disabled are settled answers: the next pass checks again.
-	e.failures = 0
-	e.nextRetry = time.Time{}
-	c.probing, c.throttles = false, 0
-	switch {
-	case k == kindNotFound && e.value != nil:
-		c.log.Error("secret was deleted from the vault; serving its last good value marked stale", "secret", name, "version", e.value.Version)
-	case k == kindNotFound:
-		c.log.Error("declared secret is absent from the vault", "secret", name, "vaultSecret", e.decl.VaultName())
-	default:
-		c.log.Error("secret is disabled in the vault; reads answer FAILED_PRECONDITION", "secret", name)
-	}
-	return nil
-}
-
-// throttleLocked records a 429 with Retry-After ra answered at now, and
-// reports whether it began a new throttled round (the previous Retry-After,
-// if any, had passed). A new round blocks every read until Retry-After plus a
-// random part of the spread (spreadLocked). Every sidecar of a fleet that met the same full vault gets about
-// the same Retry-After; without the spread they would all come back in the
-// same second and be throttled again. Doubling the spread each round finds,
-// without any coordination, a pace the vault can serve. Until a read is
-// answered without a 429, reads go out one at a time (probing).
-func (c *Cache) throttleLocked(now time.Time, ra time.Duration) bool {
-	c.m.VaultThrottled.WithLabelValues(c.phaseLocked()).Inc()
-	c.probing = true
-	if now.Before(c.blockedUntil) {
-		// Another read of the same round: honour the later Retry-After,
-		// without a second spread.
-		if until := now.Add(ra); until.After(c.blockedUntil) {
-			c.blockedUntil = until
-		}
-		return false
-	}
-	c.throttles++
-	c.blockedUntil = now.Add(ra + time.Duration(float64(c.spreadLocked())*c.rnd()))
-	return true
-}
-
-// spreadLocked is the spread of the current throttled round. While some
-// secret is not loaded, it starts at ThrottleSpread and doubles each round up
-// to 4 x ThrottleSpread (a longer one would let the pods throttled first
-// starve behind those that came later). Once everything is loaded, a refresh
-// can wait, the cached values being served: the spread is half the interval,
-// which leaves the vault's budget to the pods that are still starting.
-func (c *Cache) spreadLocked() time.Duration {
-	interval := c.cfg.Interval.D()
-	if c.allLoadedLocked() {
-		return interval / 2
-	}
-	limit := min(4*c.opts.ThrottleSpread, interval)
-	spread := c.opts.ThrottleSpread
-	for i := 1; i < c.throttles && spread < limit; i++ {
-		spread *= 2
-	}
-	return min(spread, limit)
-}
-
-// allLoadedLocked reports whether every declared secret has a value: the
-// sidecar is past its start.
-func (c *Cache) allLoadedLocked() bool {
-	for _, e := range c.entries {
-		if e.value == nil && !e.decl.Optional {
-			return false
-		}
-	}
-	return true
-}
-
-// phaseLocked is the phase label of secretproxy_vault_throttled_total.
-func (c *Cache) phaseLocked() string {
-	if c.allLoadedLocked() {
-		return metrics.PhaseSteady
-	}
-	return metrics.PhaseStartup
-}
-
-// backoff is exponential from minInterval up to interval, with +0-20% jitter.
-func (c *Cache) backoff(failures int) time.Duration {
-	d := c.cfg.MinInterval.D()
-	for i := 1; i < failures && d < c.cfg.Interval.D(); i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.Interval.D())
-	return d + time.Duration(float64(d)*0.2*c.rnd())
-}
-
-// interval is the time to the next pass: the interval shortened by up to
-// jitter x interval at random. The jitter only shortens, so that every secret
-// is read at least once per interval (a rotated secret reaches every pod
-// within one interval), while a fleet's passes still drift apart.
-// firstInterval is the time from the prefetch to the first pass: anywhere
-// from minInterval to the interval, at random. The pods of a rollout load
-// in bursts (as fast as the vault lets them); if their passes followed one
-// interval later, each burst would come back every interval. Drawing the
-// first pass over the whole interval spreads a fleet's passes evenly, for
-// the price of one early pass per start.
-func (c *Cache) firstInterval() time.Duration {
-	d := c.cfg.Interval.D()
-	return max(c.cfg.MinInterval.D(), d-time.Duration(float64(d)*c.rnd()))
-}
-
-func (c *Cache) interval() time.Duration {
-	d := c.cfg.Interval.D()
-	return d - time.Duration(float64(d)*c.cfg.Jitter*c.rnd())
-}
-
 func (c *Cache) broadcastLocked() {
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -645,7 +372,7 @@ func (c *Cache) Changed() <-chan struct{} {
 // Ready reports whether every non-optional secret has been loaded once and
 // none is older than maxStale; notReady names the ones holding readiness back.
 func (c *Cache) Ready() (ready bool, notReady []string) {
-	now := c.clk.Now()
+	now := time.Now()
 	for _, e := range c.entries {
 		if e.decl.Optional {
 			continue
@@ -674,7 +401,8 @@ func (c *Cache) List() []*secretproxyv1.Secret {
 	return out
 }
 
-func buildSecret(name string, s *source.Secret, refreshed time.Time, stale bool) *secretproxyv1.Secret {
+// buildSecret builds the response message of a good answer, once per vault read.
+func buildSecret(name string, s *source.Secret, refreshed time.Time) *secretproxyv1.Secret {
 	p := &secretproxyv1.Secret{
 		Name:        name,
 		Value:       s.Value,
@@ -682,7 +410,6 @@ func buildSecret(name string, s *source.Secret, refreshed time.Time, stale bool)
 		ContentType: s.ContentType,
 		Tags:        s.Tags,
 		RefreshTime: timestamppb.New(refreshed),
-		Stale:       stale,
 	}
 	if !s.Updated.IsZero() {
 		p.UpdateTime = timestamppb.New(s.Updated)
@@ -694,6 +421,16 @@ func buildSecret(name string, s *source.Secret, refreshed time.Time, stale bool)
 		p.NotBeforeTime = timestamppb.New(s.NotBefore)
 	}
 	return p
+}
+
+// staleCopy is s marked stale: the last good value, served while the vault
+// does not confirm it.
+func staleCopy(s *secretproxyv1.Secret) *secretproxyv1.Secret {
+	return &secretproxyv1.Secret{
+		Name: s.Name, Value: s.Value, Version: s.Version, ContentType: s.ContentType, Tags: s.Tags,
+		UpdateTime: s.UpdateTime, ExpireTime: s.ExpireTime, NotBeforeTime: s.NotBeforeTime, RefreshTime: s.RefreshTime,
+		Stale: true,
+	}
 }
 
 // Drain ends every watch stream with ErrShuttingDown and makes waiting reads

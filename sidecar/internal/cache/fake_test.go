@@ -5,11 +5,11 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 	"github.com/secretproxy/secretproxy/sidecar/internal/source"
@@ -104,12 +104,14 @@ var (
 	errThrottle = &source.TransientError{Err: errors.New("backend answered 429"), RetryAfter: 30 * time.Second}
 )
 
-var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+// t0 is when every test starts: a testing/synctest bubble's clock starts at
+// midnight UTC, 2000-01-01, and moves only when every goroutine of the bubble
+// waits (time.Sleep in a bubble is no real sleep).
+var t0 = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type harness struct {
 	c   *Cache
 	v   *fakeSource
-	clk *clock.Fake
 	reg *prometheus.Registry
 	m   *metrics.Metrics
 }
@@ -123,17 +125,21 @@ func testConfig(secrets ...config.Secret) config.Config {
 	return cfg
 }
 
+// newHarness builds a cache over v; call it inside synctest.Test, at t0.
 func newHarness(t *testing.T, cfg config.Config, v *fakeSource) *harness {
 	t.Helper()
-	clk := clock.NewFake(t0)
+	if now := time.Now(); !now.Equal(t0) {
+		t.Fatalf("the harness is built at %s, want t0 %s: call it first thing inside synctest.Test", now, t0)
+	}
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, cfg.DeclaredNames(), "test")
-	c := New(cfg, v, Options{Clock: clk, Metrics: m, Rand: func() float64 { return 0.5 }})
+	c := New(cfg, v, Options{Metrics: m, Rand: func() float64 { return 0.5 }})
 	t.Cleanup(c.cancel)
-	return &harness{c: c, v: v, clk: clk, reg: reg, m: m}
+	return &harness{c: c, v: v, reg: reg, m: m}
 }
 
-// run starts the refresher and stops it at the end of the test.
+// run starts the refresher, lets it prefetch, and stops it at the end of the
+// test. When run returns, the prefetch is done and the refresher sleeps.
 func (h *harness) run(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -146,37 +152,12 @@ func (h *harness) run(t *testing.T) {
 		cancel()
 		<-done
 	})
-	// The prefetch is done when the refresher sleeps on its first timer;
-	// moving the clock before that would leave its timer in the future.
-	waitFor(t, "the refresher to sleep after the prefetch", func() bool { return h.clk.Pending() > 0 })
+	synctest.Wait()
 }
 
-// advance moves the fake clock and, if that fires the refresher's timer, waits
-// until the refresher has gone back to sleep on a new one.
-func (h *harness) advance(t *testing.T, d time.Duration) {
-	t.Helper()
-	next, ok := h.clk.NextDeadline()
-	fires := ok && !next.After(h.clk.Now().Add(d))
-	created := h.clk.TimerCreated()
-	h.clk.Advance(d)
-	if fires {
-		select {
-		case <-created:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the refresher did not go back to sleep")
-		}
-	}
-}
-
-// waitFor polls cond for up to 10 s. It bounds a wait for goroutines; it never
-// decides a result by timing.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 10000 {
-		if cond() {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
+// advance moves the bubble's clock by d, firing every timer due on the way at
+// its own time, and returns once every goroutine waits again.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }

@@ -2,10 +2,22 @@ package cache
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
+)
+
+// Scope says which secrets a Pass reads.
+type Scope uint8
+
+const (
+	// AllSecrets reads every declared secret: the prefetch and each
+	// interval's pass.
+	AllSecrets Scope = iota
+	// DueRetries reads the secrets whose retry is due.
+	DueRetries
 )
 
 // Run prefetches every declared secret at once, then refreshes them every
@@ -14,84 +26,64 @@ import (
 // flight are cancelled when it returns.
 func (c *Cache) Run(ctx context.Context) error {
 	defer c.cancel()
-	nextPass := c.clk.Now()
+	nextPass := time.Now()
 	first := true
 	for {
-		now := c.clk.Now()
-		c.mu.Lock()
-		blocked := now.Before(c.blockedUntil)
-		c.mu.Unlock()
-		if !blocked {
-			if !now.Before(nextPass) {
-				c.Pass(ctx, true)
+		if now := time.Now(); !c.blocked(now) {
+			if now.Before(nextPass) {
+				c.Pass(ctx, DueRetries)
+			} else {
+				c.Pass(ctx, AllSecrets)
 				if first {
-					nextPass = c.clk.Now().Add(c.firstInterval())
+					nextPass = time.Now().Add(c.firstInterval())
 					first = false
 				} else {
-					nextPass = c.clk.Now().Add(c.interval())
+					nextPass = time.Now().Add(c.interval())
 				}
-			} else {
-				c.Pass(ctx, false)
 			}
 		}
-
-		c.mu.Lock()
-		wake := nextPass
-		for _, e := range c.entries {
-			if !e.nextRetry.IsZero() && e.nextRetry.Before(wake) {
-				wake = e.nextRetry
-			}
-		}
-		if wake.Before(c.blockedUntil) {
-			wake = c.blockedUntil
-		}
-		c.mu.Unlock()
-
-		t := c.clk.NewTimer(wake.Sub(c.clk.Now()))
+		t := time.NewTimer(time.Until(c.nextWake(nextPass)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
-		case <-t.C():
+		case <-t.C:
 		case <-c.wake:
 			t.Stop()
 		}
 	}
 }
 
-// Pass reads, together, every declared secret (all) or those whose retry is
-// due, waits for the answers, and publishes what changed in one message.
-// Secrets read less than minInterval ago are left alone, and nothing is read
-// while the vault's Retry-After lasts.
-func (c *Cache) Pass(ctx context.Context, all bool) {
+// blocked reports whether the vault's Retry-After holds every read at now.
+func (c *Cache) blocked(now time.Time) bool {
 	c.mu.Lock()
-	now := c.clk.Now()
-	var started []*flight
+	defer c.mu.Unlock()
+	return now.Before(c.blockedUntil)
+}
+
+// nextWake is when the refresher has something to do: the next pass, an
+// earlier retry, but never before the vault's Retry-After ends.
+func (c *Cache) nextWake(nextPass time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wake := nextPass
 	for _, e := range c.entries {
-		if !all && (e.nextRetry.IsZero() || e.nextRetry.After(now)) {
-			continue
+		if !e.nextRetry.IsZero() && e.nextRetry.Before(wake) {
+			wake = e.nextRetry
 		}
-		if e.flight != nil {
-			continue // someone else's read answers for this pass and publishes itself
-		}
-		fl := c.startLocked(e, true)
-		if fl == nil {
-			// Read recently or throttled: push a due retry past the floor so the
-			// refresher sleeps instead of spinning.
-			if !e.nextRetry.IsZero() && !e.nextRetry.After(now) {
-				next := e.lastRead.Add(c.cfg.MinInterval.D())
-				if next.Before(c.blockedUntil) {
-					next = c.blockedUntil
-				}
-				if !next.After(now) {
-					next = now.Add(c.cfg.MinInterval.D())
-				}
-				e.nextRetry = next
-			}
-			continue
-		}
-		started = append(started, fl)
 	}
+	if wake.Before(c.blockedUntil) {
+		wake = c.blockedUntil
+	}
+	return wake
+}
+
+// Pass reads, together, the secrets of its scope, waits for the answers, and
+// publishes what changed in one message. Secrets read less than minInterval
+// ago are left alone, and nothing is read while the vault's Retry-After lasts.
+func (c *Cache) Pass(ctx context.Context, scope Scope) {
+	c.mu.Lock()
+	started := c.startPassLocked(scope)
 	c.mu.Unlock()
 
 	var found []*secretproxyv1.Secret
@@ -110,6 +102,44 @@ func (c *Cache) Pass(ctx context.Context, all bool) {
 		c.publishLocked(found)
 		c.mu.Unlock()
 	}
+}
+
+// startPassLocked starts the reads of a pass and returns their flights.
+func (c *Cache) startPassLocked(scope Scope) []*flight {
+	now := time.Now()
+	var started []*flight
+	for _, e := range c.entries {
+		if scope == DueRetries && (e.nextRetry.IsZero() || e.nextRetry.After(now)) {
+			continue
+		}
+		if e.flight != nil {
+			continue // someone else's read answers for this pass and publishes itself
+		}
+		fl := c.startLocked(e, byPass)
+		if fl == nil {
+			c.postponeRetryLocked(e, now)
+			continue
+		}
+		started = append(started, fl)
+	}
+	return started
+}
+
+// postponeRetryLocked moves a due retry of e, which could not start (read
+// recently or throttled), past the floor, so the refresher sleeps instead of
+// spinning.
+func (c *Cache) postponeRetryLocked(e *entry, now time.Time) {
+	if e.nextRetry.IsZero() || e.nextRetry.After(now) {
+		return
+	}
+	next := e.lastRead.Add(c.cfg.MinInterval.D())
+	if next.Before(c.blockedUntil) {
+		next = c.blockedUntil
+	}
+	if !next.After(now) {
+		next = now.Add(c.cfg.MinInterval.D())
+	}
+	e.nextRetry = next
 }
 
 // discardRegisterer lets a cache built without metrics register nothing.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
@@ -52,35 +53,38 @@ func TestSchedule(t *testing.T) {
 // deadline with ErrUnavailable (UNAVAILABLE at the API), so the caller never
 // sees DEADLINE_EXCEEDED from the server's side.
 func TestWaitEndsBeforeDeadline(t *testing.T) {
-	v := newFakeSource(map[string]string{"a": "test-value-a"})
-	v.setAll(errOutage)
-	h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
-	h.c.Pass(t.Context(), true)
+	synctest.Test(t, func(t *testing.T) {
+		v := newFakeSource(map[string]string{"a": "test-value-a"})
+		v.setAll(errOutage)
+		h := newHarness(t, testConfig(config.Secret{Name: "a"}), v)
+		h.c.Pass(t.Context(), AllSecrets)
 
-	// The deadline is real time; the wait's timer is on the fake clock, so
-	// nothing here depends on how fast the machine is.
-	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
-	defer cancel()
-	created := h.clk.TimerCreated()
-	done := make(chan error, 1)
-	go func() {
-		_, err := h.c.Get(ctx, "a")
-		done <- err
-	}()
-	<-created
-	next, ok := h.clk.NextDeadline()
-	if !ok {
-		t.Fatal("the read set no timer")
-	}
-	latest := h.clk.Now().Add(time.Hour - 100*time.Millisecond)
-	if next.After(latest) || next.Before(latest.Add(-time.Minute)) {
-		t.Errorf("the read gives up at %s, want 100 ms before the caller's deadline (%s)", next, latest)
-	}
-	h.clk.Advance(next.Sub(h.clk.Now()))
-	if err := <-done; !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Get = %v, want ErrUnavailable", err)
-	}
-	if ctx.Err() != nil {
-		t.Error("the caller's deadline passed: the read must answer before it")
-	}
+		// The deadline and the read's timer are both on the bubble's clock,
+		// so nothing here depends on how fast the machine is.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.c.Get(ctx, "a")
+			done <- err
+		}()
+		advance(time.Hour - 100*time.Millisecond - time.Nanosecond)
+		select {
+		case err := <-done:
+			t.Fatalf("Get = %v before 100 ms ahead of the caller's deadline", err)
+		default:
+		}
+		advance(time.Nanosecond)
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Get = %v, want ErrUnavailable", err)
+			}
+		default:
+			t.Fatal("Get still waits 100 ms before the caller's deadline")
+		}
+		if ctx.Err() != nil {
+			t.Error("the caller's deadline passed: the read must answer before it")
+		}
+	})
 }

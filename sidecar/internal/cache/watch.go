@@ -63,6 +63,8 @@ func (c *Cache) publishLocked(found []*secretproxyv1.Secret) {
 	}
 }
 
+// sent is what a stream last sent of one secret, to filter out a change it
+// already has.
 type sent struct{ version, value string }
 
 // Watch streams the named declared secrets (every one when names is empty) to
@@ -72,85 +74,122 @@ type sent struct{ version, value string }
 // refuseExpired (ErrNotFound, ErrDisabled, ErrExpired, ErrNotYetValid, wrapped
 // with its name), or when send fails.
 func (c *Cache) Watch(ctx context.Context, names []string, send func([]*secretproxyv1.Secret) error) error {
-	var es []*entry
+	es, w, err := c.newWatcher(names)
+	if err != nil {
+		return err
+	}
+	// Registered before the first message so no change between the two is
+	// lost; changes already in the first message are filtered out by last.
+	defer c.register(w)()
+	if settled, err := c.awaitSettled(ctx, es); !settled {
+		return err
+	}
+	first, last, err := c.firstMessage(es)
+	if err != nil {
+		return err
+	}
+	if err := send(first); err != nil {
+		return err
+	}
+	return c.streamChanges(ctx, w, last, send)
+}
+
+// newWatcher resolves the names of a Watch to their entries (every one when
+// names is empty, each once) and makes the watcher that collects their changes.
+func (c *Cache) newWatcher(names []string) ([]*entry, *watcher, error) {
 	w := &watcher{latest: map[string]*secretproxyv1.Secret{}, notify: make(chan struct{}, 1)}
 	if len(names) == 0 {
-		es = c.entries
-	} else {
-		w.names = make(map[string]bool, len(names))
-		for _, n := range names {
-			e := c.byName[n]
-			if e == nil {
-				return &NameError{Name: n, Err: ErrUndeclared}
-			}
-			if !w.names[n] {
-				es = append(es, e)
-			}
-			w.names[n] = true
-		}
+		return c.entries, w, nil
 	}
+	var es []*entry
+	w.names = make(map[string]bool, len(names))
+	for _, n := range names {
+		e := c.byName[n]
+		if e == nil {
+			return nil, nil, &NameError{Name: n, Err: ErrUndeclared}
+		}
+		if !w.names[n] {
+			es = append(es, e)
+		}
+		w.names[n] = true
+	}
+	return es, w, nil
+}
 
-	// Register before the first message so no change between the two is lost;
-	// changes already in the first message are filtered out below.
+// register adds w to the watchers and returns its removal.
+func (c *Cache) register(w *watcher) (unregister func()) {
 	c.mu.Lock()
 	c.watchers[w] = struct{}{}
 	c.mu.Unlock()
 	c.m.Watchers.Inc()
-	defer func() {
+	return func() {
 		c.mu.Lock()
 		delete(c.watchers, w)
 		c.mu.Unlock()
 		c.m.Watchers.Dec()
-	}()
+	}
+}
 
-	// Wait until every requested secret is settled.
+// awaitSettled waits until every entry of es has a value or a settled answer
+// (not found, disabled). Without settling, it returns nil when ctx ends and
+// ErrShuttingDown at Drain.
+func (c *Cache) awaitSettled(ctx context.Context, es []*entry) (settled bool, err error) {
 	for {
 		ch := c.Changed()
-		settled := true
-		for _, e := range es {
-			v := e.view.Load()
-			if v.secret == nil && v.kind != kindNotFound && v.kind != kindDisabled {
-				settled = false
-				break
-			}
-		}
-		if settled {
-			break
+		if allSettled(es) {
+			return true, nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil
+			return false, nil
 		case <-c.draining:
-			return ErrShuttingDown
+			return false, ErrShuttingDown
 		}
 	}
+}
 
-	last := make(map[string]sent, len(es))
-	first := make([]*secretproxyv1.Secret, 0, len(es))
+func allSettled(es []*entry) bool {
 	for _, e := range es {
 		v := e.view.Load()
-		// refuseExpired holds for the first message as for a read: it is the
-		// stream's answer to "what is the value now".
+		if v.secret == nil && v.kind != kindNotFound && v.kind != kindDisabled {
+			return false
+		}
+	}
+	return true
+}
+
+// firstMessage is a stream's answer to "what are the values now": every
+// settled entry of es that a read would serve. An optional secret absent,
+// disabled or refused is left out; a non-optional one ends the stream with
+// its NameError. last records what the message holds.
+func (c *Cache) firstMessage(es []*entry) (first []*secretproxyv1.Secret, last map[string]sent, err error) {
+	last = make(map[string]sent, len(es))
+	first = make([]*secretproxyv1.Secret, 0, len(es))
+	for _, e := range es {
+		v := e.view.Load()
+		// refuseExpired holds for the first message as for a read.
 		refused := c.refusedAsExpired(v)
 		switch {
 		case v.secret != nil && v.kind != kindDisabled && refused == nil:
 			first = append(first, v.secret)
 			last[e.decl.Name] = sent{v.secret.Version, v.secret.Value}
 		case e.decl.Optional:
-			// An optional secret absent, disabled or refused is left out.
 		case v.kind == kindDisabled:
-			return &NameError{Name: e.decl.Name, Err: ErrDisabled}
+			return nil, nil, &NameError{Name: e.decl.Name, Err: ErrDisabled}
 		case refused != nil:
-			return &NameError{Name: e.decl.Name, Err: refused}
+			return nil, nil, &NameError{Name: e.decl.Name, Err: refused}
 		default:
-			return &NameError{Name: e.decl.Name, Err: ErrNotFound}
+			return nil, nil, &NameError{Name: e.decl.Name, Err: ErrNotFound}
 		}
 	}
-	if err := send(first); err != nil {
-		return err
-	}
+	return first, last, nil
+}
 
+// streamChanges sends, as they come, the changes w collects that the stream
+// has not sent yet (last), until ctx ends (nil), Drain (ErrShuttingDown) or
+// send fails.
+func (c *Cache) streamChanges(ctx context.Context, w *watcher, last map[string]sent, send func([]*secretproxyv1.Secret) error) error {
 	for {
 		select {
 		case <-w.notify:

@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 )
 
 const (
@@ -35,16 +33,15 @@ const (
 	reloadOnMismatch = 100 * time.Millisecond
 )
 
-// Options configure Tokens.
+// Options configure Tokens. Time is the wall clock: the tests run in
+// testing/synctest bubbles.
 type Options struct {
-	Clock  clock.Clock
 	Logger *slog.Logger
 }
 
 // Tokens is the accepted bearer token, and the previous one during the overlap.
 type Tokens struct {
 	path string
-	clk  clock.Clock
 	log  *slog.Logger
 
 	mu            sync.RWMutex
@@ -65,13 +62,10 @@ var ErrEmpty = errors.New("is empty: put the bearer token callers must send in i
 
 // New reads the token file; a missing, unreadable or empty file is an error.
 func New(path string, o Options) (*Tokens, error) {
-	if o.Clock == nil {
-		o.Clock = clock.Real{}
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	t := &Tokens{path: path, clk: o.Clock, log: o.Logger}
+	t := &Tokens{path: path, log: o.Logger}
 	tok, err := t.read()
 	if err != nil {
 		return nil, err
@@ -99,7 +93,7 @@ func (t *Tokens) read() ([]byte, error) {
 // out would be worse than a token kept a little longer.
 func (t *Tokens) Reload() error {
 	tok, err := t.read()
-	now := t.clk.Now()
+	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
@@ -127,7 +121,7 @@ func (t *Tokens) Allow(authorization string) bool {
 	if t.match([]byte(authorization)) {
 		return true
 	}
-	now := t.clk.Now()
+	now := time.Now()
 	t.mu.Lock()
 	due := t.lastMismatchRead.IsZero() || now.Sub(t.lastMismatchRead) >= reloadOnMismatch
 	if due {
@@ -149,7 +143,7 @@ func (t *Tokens) match(got []byte) bool {
 	if subtle.ConstantTimeCompare(got, t.current) == 1 {
 		return true
 	}
-	return t.previous != nil && t.clk.Now().Before(t.previousUntil) &&
+	return t.previous != nil && time.Now().Before(t.previousUntil) &&
 		subtle.ConstantTimeCompare(got, t.previous) == 1
 }
 
@@ -157,12 +151,12 @@ func (t *Tokens) match(got []byte) bool {
 func (t *Tokens) Run(stop <-chan struct{}) {
 	failing := false
 	for {
-		tm := t.clk.NewTimer(PollInterval)
+		tm := time.NewTimer(PollInterval)
 		select {
 		case <-stop:
 			tm.Stop()
 			return
-		case <-tm.C():
+		case <-tm.C:
 		}
 		err := t.Reload()
 		switch {

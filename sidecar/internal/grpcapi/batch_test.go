@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -13,7 +14,6 @@ import (
 
 	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/cache"
-	"github.com/secretproxy/secretproxy/sidecar/internal/clock"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
@@ -29,7 +29,7 @@ func TestBatchGetRules(t *testing.T) {
 	}
 	vault := staticVault{"a": "test-value-a", "b": "test-value-b"} // "gone" is absent
 	c := cache.New(cfg, vault, cache.Options{})
-	c.Pass(t.Context(), true)
+	c.Pass(t.Context(), cache.AllSecrets)
 	s := NewService(c, testNames)
 
 	repeat := func(n int) []string {
@@ -89,29 +89,34 @@ func (outageVault) Get(context.Context, string, string) (source.Secret, error) {
 }
 
 // A batch without a deadline waits for a first load as long as one read
-// would (5 s), then answers UNAVAILABLE naming the secret.
+// would (5 s), then answers UNAVAILABLE naming the secret. It runs in a
+// testing/synctest bubble: the 5 s pass on the bubble's clock.
 func TestBatchGetWaitsFiveSecondsWithoutDeadline(t *testing.T) {
-	cfg := config.Default()
-	cfg.Secrets = []config.Secret{{Name: "a"}, {Name: "b"}}
-	clk := clock.NewFake(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
-	c := cache.New(cfg, outageVault{}, cache.Options{Clock: clk})
-	c.Pass(t.Context(), true)
-	s := NewService(c, testNames)
+	synctest.Test(t, func(t *testing.T) {
+		cfg := config.Default()
+		cfg.Secrets = []config.Secret{{Name: "a"}, {Name: "b"}}
+		c := cache.New(cfg, outageVault{}, cache.Options{})
+		c.Pass(t.Context(), cache.AllSecrets)
+		s := NewService(c, testNames)
 
-	created := clk.TimerCreated()
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.BatchGetSecrets(context.Background(), &secretproxyv1.BatchGetSecretsRequest{Names: []string{"a", "b"}})
-		done <- err
-	}()
-	<-created
-	next, _ := clk.NextDeadline()
-	if d := next.Sub(clk.Now()); d > 5*time.Second || d < 4*time.Second {
-		t.Errorf("the batch waits %s for a first load, want 5 s", d)
-	}
-	clk.Advance(next.Sub(clk.Now()))
-	err := <-done
-	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), `"a"`) {
-		t.Errorf("got %s %q, want UNAVAILABLE naming a", st.Code(), st.Message())
-	}
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.BatchGetSecrets(context.Background(), &secretproxyv1.BatchGetSecretsRequest{Names: []string{"a", "b"}})
+			done <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("the batch answered %v at once, want it to wait for a first load", err)
+		default:
+		}
+		err := <-done // the bubble's clock moves to the end of the wait
+		if d := time.Since(start); d > 5*time.Second || d < 4*time.Second {
+			t.Errorf("the batch waits %s for a first load, want 5 s", d)
+		}
+		if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), `"a"`) {
+			t.Errorf("got %s %q, want UNAVAILABLE naming a", st.Code(), st.Message())
+		}
+	})
 }

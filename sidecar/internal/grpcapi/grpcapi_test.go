@@ -63,7 +63,7 @@ func loadedCache(tb testing.TB, m *metrics.Metrics, names ...string) *cache.Cach
 		vault[n] = "test-value-of-" + n
 	}
 	c := cache.New(cfg, vault, cache.Options{Metrics: m})
-	c.Pass(context.Background(), true)
+	c.Pass(context.Background(), cache.AllSecrets)
 	return c
 }
 

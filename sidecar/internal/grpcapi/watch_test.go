@@ -39,7 +39,7 @@ func TestWatchFirstMessageAndStatus(t *testing.T) {
 		"off": source.ErrDisabled, "off-opt": source.ErrDisabled,
 	}
 	c := cache.New(cfg, vault, cache.Options{})
-	c.Pass(t.Context(), true)
+	c.Pass(t.Context(), cache.AllSecrets)
 	client := serve(t, ServerOptions{Cache: c})
 
 	tests := []struct {
