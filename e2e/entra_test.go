@@ -2,14 +2,11 @@ package e2e_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/secretproxy/secretproxy/e2e/pod"
-	"github.com/secretproxy/secretproxy/orderapp/pgtest"
 )
 
 const pgScope = "https://ossrdbms-aad.database.windows.net/.default"
@@ -23,76 +20,19 @@ func TestEntraPod(t *testing.T) {
 	const token = "test-token-e2e-entra-7f3a"
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	pg := pgtest.Start(t)
-	pg.CreateRole(t, dbUser, token)
-	pg.CreateDatabase(t, dbName, dbUser)
-
-	dir := shortDir(t)
-	emu, err := pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", map[string]string{
-		"sql-server-name": pg.Addr(), "sql-user": dbUser, "sql-database": dbName,
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopOrReport(t, emu.Process) })
-	if err := emu.IssueNext(ctx, pgScope, token); err != nil {
-		t.Fatal(err)
-	}
-
-	socket := filepath.Join(dir, "grpc.sock")
-	cfgFile := filepath.Join(dir, "secret-proxy.yaml")
-	opsAddr := mustFreeAddr(t)
-	cfg := pod.SidecarConfig{
-		VaultURL: emu.VaultURL, Unix: socket, Ops: opsAddr, LogLevel: "debug",
-		Secrets: []pod.SecretDecl{
-			{Name: "db-server", VaultSecret: "sql-server-name"},
-			{Name: "db-user", VaultSecret: "sql-user"},
-			{Name: "db-name", VaultSecret: "sql-database"},
-		},
-		AccessTokenScopes: []string{pgScope},
-	}
-	if err := cfg.WriteFile(cfgFile); err != nil {
-		t.Fatal(err)
-	}
-	sidecar, err := pod.Start(pod.Spec{
-		Name: "secret-proxy", Path: bins.SecretProxy, Args: []string{"--config", cfgFile},
-		Env: append([]string{"PATH=" + os.Getenv("PATH")}, emu.ClientEnv()...),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopOrReport(t, sidecar) })
-	if err := pod.WaitHTTP(ctx, "http://"+opsAddr+"/readyz"); err != nil {
-		t.Fatalf("secret-proxy not ready: %v\n%s", err, sidecar.Output())
-	}
-
-	args := []string{"--sidecar", "unix://" + socket, "--db-driver", "postgres", "--db-auth", "entra"}
-	for _, cmd := range [][]string{{"migrate"}, {"seed", "--clients", "5", "--orders-per-client", "4"}} {
-		if err := pod.Run(ctx, pod.Spec{Name: "orderapp " + cmd[0], Path: bins.OrderApp, Args: append(cmd, args...)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	appAddr := mustFreeAddr(t)
-	app, err := pod.Start(pod.Spec{Name: "orderapp", Path: bins.OrderApp, Args: append([]string{"serve", "--listen", appAddr}, args...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopOrReport(t, app) })
-	if err := pod.WaitHTTP(ctx, "http://"+appAddr+"/readyz"); err != nil {
-		t.Fatalf("orderapp not ready: %v\n%s", err, app.Output())
-	}
-	code, body, err := get(ctx, "http://"+appAddr+"/api/v1/clients/1/orders?limit=2")
+	p := startPod(t, podOptions{entraToken: token})
+	code, body, err := get(ctx, p.appURL+"/api/v1/clients/1/orders?limit=2")
 	if err != nil || code != 200 || !strings.Contains(body, `"orderId"`) {
 		t.Fatalf("orders: %d %v %s", code, err, body)
 	}
 	// One token fetched (the sidecar's prefetch) served every connection of
 	// three processes.
-	if got := metric(t, "http://"+opsAddr+"/metrics", `secretproxy_access_token_fetches_total{result="success",scope="`+pgScope+`"}`); got != 1 {
+	if got := metric(t, p.opsURL+"/metrics", `secretproxy_access_token_fetches_total{result="success",scope="`+pgScope+`"}`); got != 1 {
 		t.Errorf("token fetches = %v, want 1", got)
 	}
-	for _, p := range []*pod.Process{sidecar, app, emu.Process} {
-		if strings.Contains(p.Output(), token) {
-			t.Errorf("%s printed the access token", p.Name)
+	for _, proc := range []*pod.Process{p.sidecar, p.app, p.emu.Process} {
+		if strings.Contains(proc.Output(), token) {
+			t.Errorf("%s printed the access token", proc.Name)
 		}
 	}
 }

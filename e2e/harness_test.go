@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
-	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +68,7 @@ type testPod struct {
 	opsURL  string
 	appURL  string
 	appAddr string
+	entra   bool
 }
 
 // shortDir makes a directory whose path is short enough for a unix socket
@@ -85,97 +84,125 @@ func shortDir(t *testing.T) string {
 }
 
 type podOptions struct {
-	appFirst bool // start the app before the sidecar
+	// entraToken, when set, makes the pod passwordless: no password secret
+	// exists, the emulator issues this token for PostgreSQL's scope, the
+	// sidecar serves it over GetAccessToken, orderapp runs with --db-auth
+	// entra, and the database role's password is the token.
+	entraToken string
 }
 
-// startPod starts PostgreSQL, kv-emulator, secret-proxy and orderapp, and
-// stops them all when the test ends, whatever happens.
+// startPod starts PostgreSQL, kv-emulator, secret-proxy and orderapp (after
+// migrate and seed), and stops them all when the test ends, whatever happens.
 func startPod(t *testing.T, opts podOptions) *testPod {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	p := &testPod{t: t}
+	p := &testPod{t: t, entra: opts.entraToken != ""}
+	rolePassword := dbPassword
+	if p.entra {
+		rolePassword = opts.entraToken
+	}
 	p.pg = pgtest.Start(t)
-	p.pg.CreateRole(t, dbUser, dbPassword)
+	p.pg.CreateRole(t, dbUser, rolePassword)
 	p.pg.CreateDatabase(t, dbName, dbUser)
+
+	vault := map[string]string{"sql-server-name": p.pg.Addr(), "sql-user": dbUser, "sql-database": dbName}
+	cfg := pod.SidecarConfig{
+		Interval: refreshInterval, MinInterval: 500 * time.Millisecond,
+		LogLevel: "debug",
+	}
+	for _, s := range pod.DatabaseSecrets {
+		if s.Name == "db-password" && p.entra {
+			continue
+		}
+		cfg.Secrets = append(cfg.Secrets, s)
+	}
+	if p.entra {
+		cfg.AccessTokenScopes = []string{pgScope}
+	} else {
+		vault["sql-password"] = dbPassword
+	}
 
 	dir := shortDir(t)
 	var err error
-	p.emu, err = pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", map[string]string{
-		"sql-server-name": p.pg.Addr(),
-		"sql-user":        dbUser,
-		"sql-password":    dbPassword,
-		"sql-database":    dbName,
-	}, nil)
+	p.emu, err = pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", vault, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopOrReport(t, p.emu.Process) })
+	if p.entra {
+		if err := p.emu.IssueNext(ctx, pgScope, opts.entraToken); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	p.socket = filepath.Join(dir, "grpc.sock")
 	p.cfgFile = filepath.Join(dir, "secret-proxy.yaml")
 	opsAddr := mustFreeAddr(t)
 	p.opsURL = "http://" + opsAddr
-	cfg := pod.SidecarConfig{
-		VaultURL: p.emu.VaultURL, Secrets: pod.DatabaseSecrets,
-		Unix: p.socket, Ops: opsAddr,
-		Interval: refreshInterval, MinInterval: 500 * time.Millisecond,
-		LogLevel: "debug",
-	}
+	cfg.VaultURL, cfg.Unix, cfg.Ops = p.emu.VaultURL, p.socket, opsAddr
 	if err := cfg.WriteFile(p.cfgFile); err != nil {
 		t.Fatal(err)
 	}
 	p.appAddr = mustFreeAddr(t)
 	p.appURL = "http://" + p.appAddr
 
-	if !opts.appFirst {
-		p.startSidecar(ctx)
-	}
+	p.startSidecar(ctx)
 	p.orderapp(ctx, "migrate")
 	p.orderapp(ctx, "seed", "--clients", "20", "--orders-per-client", "10")
-	p.startApp()
-	if opts.appFirst {
-		return p
-	}
-	if err := pod.WaitHTTP(ctx, p.appURL+"/readyz"); err != nil {
-		t.Fatalf("orderapp not ready: %v\n%s", err, p.app.Output())
-	}
+	p.startReadyApp(ctx)
 	return p
 }
 
 func (p *testPod) appArgs() []string {
-	return []string{"--sidecar", "unix://" + p.socket, "--db-driver", "postgres"}
+	args := []string{"--sidecar", "unix://" + p.socket, "--db-driver", "postgres"}
+	if p.entra {
+		args = append(args, "--db-auth", "entra")
+	}
+	return args
 }
 
+// startSidecar starts secret-proxy and waits until its /readyz answers 200.
 func (p *testPod) startSidecar(ctx context.Context) {
 	p.t.Helper()
-	var err error
-	p.sidecar, err = pod.Start(pod.Spec{
-		Name: "secret-proxy", Path: bins.SecretProxy, Args: []string{"--config", p.cfgFile},
-		Env: append([]string{"PATH=" + os.Getenv("PATH")}, p.emu.ClientEnv()...),
-	})
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	sc := p.sidecar
-	p.t.Cleanup(func() { stopOrReport(p.t, sc) })
-	if err := pod.WaitHTTP(ctx, p.opsURL+"/readyz"); err != nil {
-		p.t.Fatalf("secret-proxy not ready: %v\n%s", err, p.sidecar.Output())
+	p.sidecar = startReady(p.t, ctx, p.emu.SidecarSpec(bins.SecretProxy, p.cfgFile), p.opsURL+"/readyz")
+}
+
+func (p *testPod) appSpec() pod.Spec {
+	return pod.Spec{
+		Name: "orderapp", Path: bins.OrderApp,
+		Args: append([]string{"serve", "--listen", p.appAddr}, p.appArgs()...),
 	}
 }
 
+// startApp starts orderapp without waiting for anything.
 func (p *testPod) startApp() {
 	p.t.Helper()
 	var err error
-	p.app, err = pod.Start(pod.Spec{
-		Name: "orderapp", Path: bins.OrderApp,
-		Args: append([]string{"serve", "--listen", p.appAddr}, p.appArgs()...),
-	})
+	p.app, err = pod.Start(p.appSpec())
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	app := p.app
 	p.t.Cleanup(func() { stopOrReport(p.t, app) })
+}
+
+// startReadyApp starts orderapp and waits until its /readyz answers 200.
+func (p *testPod) startReadyApp(ctx context.Context) {
+	p.t.Helper()
+	p.app = startReady(p.t, ctx, p.appSpec(), p.appURL+"/readyz")
+}
+
+// startReady starts a server program, waits until readyURL answers 200, and
+// stops it when the test ends (stopOrReport).
+func startReady(t *testing.T, ctx context.Context, spec pod.Spec, readyURL string) *pod.Process {
+	t.Helper()
+	proc, err := pod.StartReady(ctx, spec, readyURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopOrReport(t, proc) })
+	return proc
 }
 
 // orderapp runs a one-shot subcommand (migrate, seed) to its end.
@@ -197,16 +224,8 @@ func stopOrReport(t *testing.T, p *pod.Process) {
 	default:
 	}
 	if err := p.Stop(10 * time.Second); err != nil {
-		t.Errorf("%s did not stop cleanly on SIGTERM: %v\n--- its output:\n%s", p.Name, err, tail(p.Output(), 40))
+		t.Errorf("%s did not stop cleanly on SIGTERM: %v\n--- its output:\n%s", p.Name, err, pod.Tail(p.Output(), 40))
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func mustFreeAddr(t *testing.T) string {
@@ -233,35 +252,53 @@ func get(ctx context.Context, url string) (int, string, error) {
 	return resp.StatusCode, string(raw), err
 }
 
-// metric reads one sample from a Prometheus text exposition: series is the
-// name with its labels as printed, e.g. `secretproxy_secret_stale{secret="db-password"}`.
+// metric reads one sample from a Prometheus text exposition (pod.Metric).
 func metric(t *testing.T, url, series string) float64 {
 	t.Helper()
-	_, body, err := get(t.Context(), url)
+	v, err := pod.Metric(t.Context(), url, series)
 	if err != nil {
-		t.Fatalf("scrape %s: %v", url, err)
-	}
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
-	m := re.FindStringSubmatch(body)
-	if m == nil {
-		return 0 // an unset counter child is absent from the exposition
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		t.Fatalf("metric %s: %v", series, err)
+		t.Fatal(err)
 	}
 	return v
 }
 
-// eventually polls cond every 100 ms until it holds or timeout passes.
+// eventually polls cond every 100 ms until it holds or timeout passes: the
+// module's one wait for something to happen.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("not within %s: %s", timeout, what)
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			t.Fatalf("%s: %v", what, t.Context().Err())
+		}
+	}
+}
+
+// throughout runs check every pace for d (and at least once): for what must
+// hold during a period, where the period itself is under test (a vault
+// outage, a sidecar down), not a wait for something to happen.
+func throughout(t *testing.T, d, pace time.Duration, check func()) {
+	t.Helper()
+	end := time.Now().Add(d)
+	tick := time.NewTicker(pace)
+	defer tick.Stop()
+	for {
+		check()
+		if !time.Now().Before(end) {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			t.Fatalf("cut short: %v", t.Context().Err())
+		}
 	}
 }
 
@@ -272,7 +309,9 @@ type load struct {
 	firstErr   string
 }
 
-func runLoad(ctx context.Context, url string, workers int, stop <-chan struct{}) load {
+// ok, when not nil, counts the successes as they come, for a test that waits
+// for progress.
+func runLoad(ctx context.Context, url string, workers int, stop <-chan struct{}, ok *atomic.Int64) load {
 	const maxRequests = 200000
 	results := make(chan load, workers)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -293,6 +332,9 @@ func runLoad(ctx context.Context, url string, workers int, stop <-chan struct{})
 				code, body, err := get(ctx, url)
 				if err == nil && code == http.StatusOK {
 					l.ok++
+					if ok != nil {
+						ok.Add(1)
+					}
 					continue
 				}
 				l.failed++

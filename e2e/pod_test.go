@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,24 +61,53 @@ func TestAppStartedBeforeSidecarWaitsThenBecomesReady(t *testing.T) {
 	}
 
 	p.startApp()
-	// Without its credentials the app must wait, unready, not crash.
-	time.Sleep(2 * time.Second)
-	select {
-	case <-p.app.Done():
-		t.Fatalf("orderapp exited while the sidecar was absent: %v\n%s", p.app.ExitErr(), p.app.Output())
-	default:
+	// Without its credentials the app must wait, not crash, listening and
+	// answering /readyz 503 with the reason. A refused connection (an app
+	// that is not listening) fails here: "not ready" must be said by the app,
+	// not concluded from its silence.
+	code, body := firstAnswer(t, ctx, p, p.appURL+"/readyz")
+	var e struct {
+		Error struct{ Code, Message, Reason string } `json:"error"`
 	}
-	if code, _, err := get(ctx, p.appURL+"/readyz"); err == nil && code == http.StatusOK {
-		t.Fatalf("orderapp /readyz = 200 before it had credentials")
+	if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil ||
+		e.Error.Code != "unavailable" || e.Error.Reason != "waiting_for_credentials" || e.Error.Message == "" {
+		t.Fatalf("orderapp /readyz without the sidecar: %d %s; want 503 with code unavailable and reason waiting_for_credentials", code, body)
 	}
 
+	// Still running (a crash would fail here), it becomes ready once the
+	// sidecar is up.
 	p.startSidecar(ctx)
 	if err := pod.WaitHTTP(ctx, p.appURL+"/readyz"); err != nil {
-		t.Fatalf("orderapp did not become ready once the sidecar was up: %v\n%s", err, tail(p.app.Output(), 30))
+		t.Fatalf("orderapp did not become ready once the sidecar was up: %v\n%s", err, pod.Tail(p.app.Output(), 30))
 	}
 	if code, body, err := get(ctx, p.appURL+ordersPath); err != nil || code != http.StatusOK {
 		t.Fatalf("orders after start-up: %d %v %.200s", code, err, body)
 	}
+}
+
+// firstAnswer polls url until the app answers it at all (any status) and
+// returns that answer; the test fails when the app exits or has not answered
+// within 10 s.
+func firstAnswer(t *testing.T, ctx context.Context, p *testPod, url string) (int, string) {
+	t.Helper()
+	var code int
+	var body string
+	var lastErr error
+	eventually(t, 10*time.Second, "orderapp listening on "+url, func() bool {
+		select {
+		case <-p.app.Done():
+			t.Fatalf("orderapp exited: %v\n%s", p.app.ExitErr(), pod.Tail(p.app.Output(), 30))
+		default:
+		}
+		var err error
+		code, body, err = get(ctx, url)
+		if err != nil && lastErr == nil {
+			t.Logf("GET %s: %v (polling until it answers)", url, err)
+		}
+		lastErr = err
+		return err == nil
+	})
+	return code, body
 }
 
 func TestRotationDuringContinuousRequests(t *testing.T) {
@@ -88,14 +118,17 @@ func TestRotationDuringContinuousRequests(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan load, 1)
-	go func() { done <- runLoad(ctx, p.appURL+ordersPath, 4, stop) }()
-	time.Sleep(time.Second)
+	var ok atomic.Int64
+	go func() { done <- runLoad(ctx, p.appURL+ordersPath, 4, stop, &ok) }()
+	eventually(t, 30*time.Second, "some requests before the rotation", func() bool { return ok.Load() >= 40 })
 	const newPassword = "test-password-2"
 	p.rotatePassword(ctx, newPassword)
 	eventually(t, 30*time.Second, "orderapp reports a successful credential rotation", func() bool {
 		return rotations(t, p) > before
 	})
-	time.Sleep(2 * time.Second) // keep the load on the new pool for a while
+	// Keep the load on the new pool for a while (counted, not timed).
+	after := ok.Load()
+	eventually(t, 30*time.Second, "requests on the new pool", func() bool { return ok.Load() >= after+80 })
 	close(stop)
 	l := <-done
 
@@ -126,15 +159,14 @@ func TestVaultOutageAppKeepsServing(t *testing.T) {
 		return metric(t, p.opsURL+"/metrics", stale) == 1
 	})
 	// The app serves throughout; the sidecar stays ready (stale values are served).
-	for time.Now().Before(outageEnds) {
+	throughout(t, time.Until(outageEnds), 500*time.Millisecond, func() {
 		if code, body, err := get(ctx, p.appURL+ordersPath); err != nil || code != http.StatusOK {
 			t.Fatalf("orders during the vault outage: %d %v %.200s", code, err, body)
 		}
 		if code, _, err := get(ctx, p.opsURL+"/readyz"); err != nil || code != http.StatusOK {
 			t.Fatalf("sidecar /readyz during the outage: %d %v; a vault outage must not take the pod out of its Service", code, err)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	})
 	if err := p.emu.SetFault(ctx, "none", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -155,8 +187,14 @@ func TestThrottlingCausesNoRequestStorm(t *testing.T) {
 	// Watch a window of 2.5 Retry-After periods while the app is busy.
 	stop := make(chan struct{})
 	done := make(chan load, 1)
-	go func() { done <- runLoad(ctx, p.appURL+ordersPath, 2, stop) }()
-	time.Sleep(25 * time.Second)
+	go func() { done <- runLoad(ctx, p.appURL+ordersPath, 2, stop, nil) }()
+	// The window is what is measured (vault reads per Retry-After period),
+	// not a wait for something to happen.
+	select {
+	case <-time.After(25 * time.Second):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
 	close(stop)
 	l := <-done
 	if err := p.emu.SetFault(ctx, "none", 0); err != nil {
@@ -204,12 +242,11 @@ func TestSidecarKilledAndRestarted(t *testing.T) {
 	}
 	<-p.sidecar.Done()
 	// The app keeps its pool and keeps serving without the sidecar.
-	for range 5 {
+	throughout(t, time.Second, 200*time.Millisecond, func() {
 		if code, body, err := get(ctx, p.appURL+ordersPath); err != nil || code != http.StatusOK {
 			t.Fatalf("orders while the sidecar is down: %d %v %.200s", code, err, body)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	})
 	// A rotation happens while the sidecar is down.
 	p.rotatePassword(ctx, "test-password-3")
 

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/secretproxy/secretproxy/e2e/pod"
 )
 
 // refreshSecretOK is the sidecar's count of RefreshSecret calls answered OK.
@@ -49,7 +51,7 @@ func TestLoginFailureBurstCostsOneRefresh(t *testing.T) {
 		}
 	}
 	if got := metric(t, p.opsURL+"/metrics", refreshSecretOK) - before; got != 2 {
-		t.Errorf("RefreshSecret calls for the burst = %v, want 2 (one refresh: user and password)\n%s", got, tail(p.app.Output(), 20))
+		t.Errorf("RefreshSecret calls for the burst = %v, want 2 (one refresh: user and password)\n%s", got, pod.Tail(p.app.Output(), 20))
 	}
 	assertNoSecretInOutput(t, p.app, "test-password-not-in-the-vault", dbPassword)
 }

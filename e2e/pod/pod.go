@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -298,4 +299,37 @@ func WaitHTTP(ctx context.Context, url string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Metric reads one sample from the Prometheus text exposition at url: series
+// is the name with its labels as printed, e.g.
+// `secretproxy_secret_stale{secret="db-password"}`. An absent series is 0 (an
+// unset counter child is not exposed).
+func Metric(ctx context.Context, url, series string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("metric %s: %w", series, err)
+			}
+			return f, nil
+		}
+	}
+	return 0, nil
 }

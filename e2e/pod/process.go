@@ -40,6 +40,10 @@ type Spec struct {
 	Env  []string // the whole environment (nil: only PATH and HOME)
 	// Output, when set, receives every line the program prints, prefixed with Name.
 	Output io.Writer
+	// Stdout, when set, receives the program's standard output as it is,
+	// instead of it being kept with the log lines: for a program whose
+	// output is data (an export), not lines to search.
+	Stdout io.Writer
 }
 
 // Start starts a program. Its stdout and stderr are collected line by line.
@@ -54,6 +58,9 @@ func Start(spec Spec) (*Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
+	if spec.Stdout != nil {
+		cmd.Stdout = spec.Stdout
+	}
 	p := &Process{Name: spec.Name, cmd: cmd, done: make(chan struct{})}
 	p.seen = sync.NewCond(&p.mu)
 	if err := cmd.Start(); err != nil {
@@ -96,6 +103,20 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 func (p *Process) ExitErr() error {
 	<-p.done
 	return p.exitErr
+}
+
+// PeakRSS is the most resident memory the process used, in bytes, once it
+// has exited (0 before).
+func (p *Process) PeakRSS() int64 {
+	select {
+	case <-p.done:
+	default:
+		return 0
+	}
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10 // kilobytes on Linux
+	}
+	return 0
 }
 
 // Output returns everything the process printed so far.
@@ -154,6 +175,39 @@ func (p *Process) Stop(grace time.Duration) error {
 		<-p.done
 		return errors.Join(fmt.Errorf("%s did not exit within %s of SIGTERM; killed", p.Name, grace), p.exitErr)
 	}
+}
+
+// StartReady starts a server program and waits until readyURL answers 200
+// (the program's /readyz). When it exits first, or ctx ends, it is stopped and
+// the error carries the end of what it printed.
+func StartReady(ctx context.Context, spec Spec, readyURL string) (*Process, error) {
+	p, err := Start(spec)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.Done(): // no use waiting for a program that is gone
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := WaitHTTP(ctx, readyURL); err != nil {
+		p.Stop(10 * time.Second)
+		return nil, fmt.Errorf("%s not ready (exit: %v): %w\n%s", spec.Name, p.ExitErr(), err, Tail(p.Output(), 40))
+	}
+	return p, nil
+}
+
+// Tail is the last n lines of s.
+func Tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Run starts a one-shot program and waits for it to end. When ctx ends first,

@@ -100,3 +100,13 @@ func (c SidecarConfig) YAML() string {
 func (c SidecarConfig) WriteFile(path string) error {
 	return os.WriteFile(path, []byte(c.YAML()), 0o600)
 }
+
+// SidecarSpec is how to start secret-proxy with the configuration file
+// cfgFile, reaching this emulator through the real managed-identity and Key
+// Vault protocols (ClientEnv). Set Name or Output on the result as needed.
+func (e *Emulator) SidecarSpec(bin, cfgFile string) Spec {
+	return Spec{
+		Name: "secret-proxy", Path: bin, Args: []string{"--config", cfgFile},
+		Env: append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, e.ClientEnv()...),
+	}
+}

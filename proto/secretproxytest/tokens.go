@@ -25,11 +25,9 @@ func newTokens() *tokens {
 	return &tokens{byName: map[string]*secretproxyv1.GetAccessTokenResponse{}, calls: map[string]int{}}
 }
 
-func (s *Server) tokens() *tokens { return s.tok }
-
 // SetToken declares scope and makes GetAccessToken answer token, expiring at exp.
 func (s *Server) SetToken(scope, token string, exp time.Time) {
-	t := s.tokens()
+	t := s.tok
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.byName[scope] = &secretproxyv1.GetAccessTokenResponse{Token: token, ExpireTime: timestamppb.New(exp)}
@@ -39,7 +37,7 @@ func (s *Server) SetToken(scope, token string, exp time.Time) {
 // and refuse the old one), then answers token for scope; no GetAccessToken is
 // answered in between, as when a real identity's new token becomes valid.
 func (s *Server) RotateToken(scope, token string, exp time.Time, during func()) {
-	t := s.tokens()
+	t := s.tok
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	during()
@@ -48,7 +46,7 @@ func (s *Server) RotateToken(scope, token string, exp time.Time, during func()) 
 
 // TokenCalls is how many GetAccessToken calls scope has had.
 func (s *Server) TokenCalls(scope string) int {
-	t := s.tokens()
+	t := s.tok
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.calls[scope]
@@ -57,7 +55,7 @@ func (s *Server) TokenCalls(scope string) int {
 // GetAccessToken answers the token set for the scope; an undeclared scope is
 // PERMISSION_DENIED, as from the real sidecar.
 func (s *Server) GetAccessToken(_ context.Context, req *secretproxyv1.GetAccessTokenRequest) (*secretproxyv1.GetAccessTokenResponse, error) {
-	t := s.tokens()
+	t := s.tok
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.calls[req.GetScope()]++

@@ -1,6 +1,7 @@
 // Command orderapp-load measures the order application end to end: it starts a
 // fake sidecar (proto/secretproxytest) that serves SQLite credentials, runs the
-// real orderapp binary to migrate, seed, export and serve, and attacks
+// real orderapp binary (through e2e/pod, the one process harness) to migrate,
+// seed, export and serve, and attacks
 // GET /api/v1/clients/{id}/orders?limit=100 with vegeta. It reports seed speed,
 // export memory, throughput and latency percentiles, and how many sidecar calls
 // the attack caused (none: credentials are read once per rotation, not per query).
@@ -11,7 +12,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,17 +19,16 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
+	"strings"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/secretproxy/secretproxy/e2e/pod"
 	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
@@ -94,23 +93,21 @@ func run(o options) error {
 	fmt.Printf("seed: %d clients, %d orders, %d order lines in %s (%.0f lines/s, whole process)\n",
 		st.Clients, st.Orders, st.Lines, seedTime.Round(time.Millisecond), float64(st.Lines)/seedTime.Seconds())
 
-	addr, err := freeAddr()
+	addr, err := pod.FreeAddr()
 	if err != nil {
 		return err
 	}
-	serve := exec.Command(bin, append([]string{"serve", "--listen", addr, "--log-level", "warn"}, common...)...)
-	serve.Stderr = os.Stderr
-	if err := serve.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		_ = serve.Process.Signal(syscall.SIGTERM)
-		_ = serve.Wait()
-	}()
 	base := "http://" + addr
-	if err := waitReady(base); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	serve, err := pod.StartReady(ctx, pod.Spec{
+		Name: "orderapp", Path: bin, Env: os.Environ(), Output: os.Stderr,
+		Args: append([]string{"serve", "--listen", addr, "--log-level", "warn"}, common...),
+	}, base+"/readyz")
+	cancel()
+	if err != nil {
 		return err
 	}
+	defer serve.Stop(10 * time.Second)
 
 	before := calls(sc)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -157,24 +154,24 @@ func calls(sc *secretproxytest.Server) map[string]int {
 	return out
 }
 
-// orderapp runs a one-shot command and returns its stderr (the log) and stdout.
-func orderapp(bin string, args ...string) (string, *os.ProcessState, error) {
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = &stderr
-	cmd.Stdout = io.Discard
-	err := cmd.Run()
+// orderapp runs a one-shot command to its end and returns it: its log is
+// Output(); its standard output (an export's data) is discarded.
+func orderapp(bin string, args ...string) (*pod.Process, error) {
+	p, err := pod.Start(pod.Spec{Name: "orderapp " + args[0], Path: bin, Args: args, Env: os.Environ(), Stdout: io.Discard})
 	if err != nil {
-		return stderr.String(), cmd.ProcessState, fmt.Errorf("orderapp %s: %w\n%s", args[0], err, stderr.String())
+		return nil, err
 	}
-	return stderr.String(), cmd.ProcessState, nil
+	if err := p.ExitErr(); err != nil {
+		return nil, fmt.Errorf("orderapp %s: %w\n%s", args[0], err, pod.Tail(p.Output(), 40))
+	}
+	return p, nil
 }
 
 type seedStats struct{ Clients, Orders, Lines int64 }
 
 func seeded(logs string) seedStats {
 	var st seedStats
-	sc := bufio.NewScanner(bytes.NewBufferString(logs))
+	sc := bufio.NewScanner(strings.NewReader(logs))
 	for sc.Scan() {
 		var line struct {
 			Msg                    string
@@ -185,31 +182,6 @@ func seeded(logs string) seedStats {
 		}
 	}
 	return st
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitReady(base string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		res, err := http.Get(base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New("orderapp did not become ready within 30 s")
 }
 
 // measureExport seeds one client with n orders in its own database and
@@ -231,12 +203,12 @@ func measureExport(bin, dir string, n int) error {
 		for _, format := range []string{"csv", "json"} {
 			args := append([]string{"export", "--client", "1", "--format", format}, append(c.args, common...)...)
 			start := time.Now()
-			logs, ps, err := orderapp(bin, args...)
+			p, err := orderapp(bin, args...)
 			if err != nil {
 				return err
 			}
 			var exported int64
-			sc := bufio.NewScanner(bytes.NewBufferString(logs))
+			sc := bufio.NewScanner(strings.NewReader(p.Output()))
 			for sc.Scan() {
 				var line struct {
 					Msg    string
@@ -246,8 +218,7 @@ func measureExport(bin, dir string, n int) error {
 					exported = line.Orders
 				}
 			}
-			rss := ps.SysUsage().(*syscall.Rusage).Maxrss
-			fmt.Printf("export %s (%s): %d orders in %s, peak RSS %d MiB\n", format, c.name, exported, time.Since(start).Round(time.Millisecond), rss/1024)
+			fmt.Printf("export %s (%s): %d orders in %s, peak RSS %d MiB\n", format, c.name, exported, time.Since(start).Round(time.Millisecond), p.PeakRSS()>>20)
 		}
 	}
 	return nil
@@ -263,17 +234,17 @@ func seedDatabase(bin, dir, name string, clients, orders int) (*secretproxytest.
 		return nil, nil, seedStats{}, 0, err
 	}
 	common := []string{"--sidecar", sc.Target(), "--db-driver", "sqlite"}
-	if _, _, err := orderapp(bin, append([]string{"migrate"}, common...)...); err != nil {
+	if _, err := orderapp(bin, append([]string{"migrate"}, common...)...); err != nil {
 		sc.Stop()
 		return nil, nil, seedStats{}, 0, err
 	}
 	start := time.Now()
-	logs, _, err := orderapp(bin, append([]string{"seed", "--clients", strconv.Itoa(clients), "--orders-per-client", strconv.Itoa(orders)}, common...)...)
+	p, err := orderapp(bin, append([]string{"seed", "--clients", strconv.Itoa(clients), "--orders-per-client", strconv.Itoa(orders)}, common...)...)
 	if err != nil {
 		sc.Stop()
 		return nil, nil, seedStats{}, 0, err
 	}
-	return sc, common, seeded(logs), time.Since(start), nil
+	return sc, common, seeded(p.Output()), time.Since(start), nil
 }
 
 // sqliteCredentials are the four secrets the app watches; sqlite uses only

@@ -20,11 +20,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -194,17 +192,13 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out, "starting secret-proxy (managed identity via IDENTITY_ENDPOINT, Key Vault over TLS via SSL_CERT_FILE)")
-	sidecar, err := pod.Start(pod.Spec{
-		Name: "secret-proxy", Path: bins.SecretProxy, Args: []string{"--config", cfgFile},
-		Env: append([]string{"PATH=" + os.Getenv("PATH")}, emu.ClientEnv()...), Output: logs,
-	})
+	spec := emu.SidecarSpec(bins.SecretProxy, cfgFile)
+	spec.Output = logs
+	sidecar, err := startReady(ctx, spec, "http://"+f.opsListen+"/readyz")
 	if err != nil {
 		return err
 	}
 	procs = append(procs, sidecar)
-	if err := waitReady(ctx, "http://"+f.opsListen+"/readyz", sidecar); err != nil {
-		return err
-	}
 
 	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite", "--db-auth", f.dbAuth}
 	seed, err := prepareDatabase(dbFile, f, out)
@@ -227,17 +221,14 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-	app, err := pod.Start(pod.Spec{
+	app, err := startReady(ctx, pod.Spec{
 		Name: "orderapp", Path: bins.OrderApp,
 		Args: append([]string{"serve", "--listen", f.appListen}, appArgs...), Output: logs,
-	})
+	}, "http://"+f.appListen+"/readyz")
 	if err != nil {
 		return err
 	}
 	procs = append(procs, app)
-	if err := waitReady(ctx, "http://"+f.appListen+"/readyz", app); err != nil {
-		return err
-	}
 
 	if f.dbAuth == "entra" {
 		if err := showToken(ctx, socket, out); err != nil {
@@ -364,47 +355,20 @@ func stopWhenOrphaned(ctx context.Context, cancel context.CancelFunc) {
 	}
 }
 
-func waitReady(ctx context.Context, url string, p *pod.Process) error {
+// startReady starts a server of the demo and gives it a minute to be ready.
+func startReady(ctx context.Context, spec pod.Spec, readyURL string) (*pod.Process, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- pod.WaitHTTP(ctx, url) }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return fmt.Errorf("%s not ready: %w", p.Name, err)
-		}
-		return nil
-	case <-p.Done():
-		return fmt.Errorf("%s exited before it was ready: %v", p.Name, p.ExitErr())
-	}
+	return pod.StartReady(ctx, spec, readyURL)
 }
 
 func runToEnd(ctx context.Context, bin string, args []string, logs io.Writer) error {
 	return pod.Run(ctx, pod.Spec{Name: "orderapp " + args[0], Path: bin, Args: args, Output: logs})
 }
 
-var rotationsRe = regexp.MustCompile(`(?m)^orderapp_credential_rotations_total\{result="success"\} (\d+)`)
-
 func rotations(ctx context.Context, appURL string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, appURL+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	m := rotationsRe.FindSubmatch(raw)
-	if m == nil {
-		return 0, nil
-	}
-	return strconv.Atoi(string(m[1]))
+	n, err := pod.Metric(ctx, appURL+"/metrics", `orderapp_credential_rotations_total{result="success"}`)
+	return int(n), err
 }
 
 func rotate(ctx context.Context, args []string, out io.Writer) error {

@@ -76,7 +76,6 @@ func startFleet(ctx context.Context, o options, out io.Writer) (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	env := append(f.emu.ClientEnv(), "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
 
 	// Configuration files first, so the rollout measures starting processes only.
 	for i := range o.pods {
@@ -117,12 +116,9 @@ func startFleet(ctx context.Context, o options, out io.Writer) (*fleet, error) {
 				errs[i] = err
 				return
 			}
-			p, err := pod.Start(pod.Spec{
-				Name: fmt.Sprintf("pod-%04d", i),
-				Path: filepath.Join(o.bin, "secret-proxy"),
-				Args: []string{"--config", filepath.Join(dir, fmt.Sprintf("pod-%04d", i), "config.yaml")},
-				Env:  env,
-			})
+			spec := f.emu.SidecarSpec(filepath.Join(o.bin, "secret-proxy"), filepath.Join(dir, fmt.Sprintf("pod-%04d", i), "config.yaml"))
+			spec.Name = fmt.Sprintf("pod-%04d", i)
+			p, err := pod.Start(spec)
 			f.mu.Lock()
 			s.proc, s.started, errs[i] = p, time.Now(), err
 			f.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestNoAzureSDK(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	deps := strings.Fields(string(out))
-	if len(deps) < 50 || !contains(deps, "github.com/microsoft/go-mssqldb") {
+	if len(deps) < 50 || !slices.Contains(deps, "github.com/microsoft/go-mssqldb") {
 		t.Fatalf("go list -deps gave %d packages without go-mssqldb: the check would prove nothing", len(deps))
 	}
 	for _, p := range deps {
@@ -41,15 +42,6 @@ func TestNoAzureSDK(t *testing.T) {
 			t.Errorf("orderapp links %s", p)
 		}
 	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func runCmd(t *testing.T, args ...string) (string, string, error) {

@@ -18,10 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
+	"github.com/secretproxy/secretproxy/orderapp/internal/counter"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbconn"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
+	"github.com/secretproxy/secretproxy/orderapp/internal/poll"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
 	"github.com/secretproxy/secretproxy/proto/secretproxytest"
@@ -68,16 +70,22 @@ func startApp(t *testing.T, pg *pgtest.Server, sidecarPW string) *harness {
 		"db-server": pg.Addr(), "db-user": appUser, "db-password": sidecarPW, "db-name": database,
 	})
 	logs := &logbuf.Buffer{}
-	a, err := app.New(app.Config{
-		Sidecar: sc.Target(), Driver: dialect.Postgres, Names: secrets.DefaultNames(),
-		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		SidecarBackoffMin: 50 * time.Millisecond, SidecarBackoffMax: 500 * time.Millisecond,
-		DBRetry: dbconn.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond},
-	})
+	a, err := app.New(testConfig(sc, logs))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return serve(t, a, pg, sc, logs)
+}
+
+// testConfig is the configuration every harness starts from: the fake
+// sidecar, PostgreSQL, a debug JSON log into logs, and short back-offs.
+func testConfig(sc *secretproxytest.Server, logs *logbuf.Buffer) app.Config {
+	return app.Config{
+		Sidecar: sc.Target(), Driver: dialect.Postgres, Names: secrets.DefaultNames(),
+		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		SidecarBackoffMin: 50 * time.Millisecond, SidecarBackoffMax: 500 * time.Millisecond,
+		DBRetry: dbconn.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond},
+	}
 }
 
 // serve runs a on a loopback port until the test ends, and wraps it in a harness.
@@ -119,20 +127,9 @@ func (h *harness) getBody(ctx context.Context, path string) (int, string, error)
 	return res.StatusCode, string(body), err
 }
 
-// eventually polls cond every 20 ms for at most 15 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func (h *harness) waitReady(t *testing.T) {
 	t.Helper()
-	eventually(t, "/readyz 200", func() bool {
+	poll.Until(t, "/readyz 200", func() bool {
 		code, err := h.get(t.Context(), "/readyz")
 		return err == nil && code == http.StatusOK
 	})
@@ -140,22 +137,7 @@ func (h *harness) waitReady(t *testing.T) {
 
 func rotations(t *testing.T, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "orderapp_credential_rotations_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.GetLabel()[0].GetValue() == result {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no orderapp_credential_rotations_total{result=%q}", result)
-	return 0
+	return counter.Value(t, reg, "orderapp_credential_rotations_total", map[string]string{"result": result})
 }
 
 func isClosed(db *sql.DB) bool {
@@ -230,18 +212,18 @@ func TestRotation(t *testing.T) {
 	}
 
 	l := startLoad(h, 4)
-	eventually(t, "some requests before the rotation", func() bool { return l.ok.Load() >= 40 })
+	poll.Until(t, "some requests before the rotation", func() bool { return l.ok.Load() >= 40 })
 	// The rotation as it happens in production: the new value goes into the
 	// vault, the database password changes, the sidecar's refresh publishes it.
 	h.sc.SetVault("db-password", pw2)
 	h.pg.SetPassword(t, appUser, pw2)
 	before := l.ok.Load()
 	h.sc.Publish(map[string]string{"db-password": pw2})
-	eventually(t, "the new pool", func() bool { return h.app.Manager().DB() != old })
-	eventually(t, "requests on the new pool", func() bool { return l.ok.Load() >= before+80 })
+	poll.Until(t, "the new pool", func() bool { return h.app.Manager().DB() != old })
+	poll.Until(t, "requests on the new pool", func() bool { return l.ok.Load() >= before+80 })
 	l.finish(t)
 
-	eventually(t, "the old pool closed", func() bool { return isClosed(old) })
+	poll.Until(t, "the old pool closed", func() bool { return isClosed(old) })
 	if got := rotations(t, reg, "success"); got != 2 {
 		t.Errorf("rotations success = %v, want 2 (first pool, rotation)", got)
 	}
@@ -264,13 +246,13 @@ func TestWrongPassword(t *testing.T) {
 	reg := h.app.Registry()
 	old := h.app.Manager().DB()
 	l := startLoad(h, 2)
-	eventually(t, "some requests", func() bool { return l.ok.Load() >= 20 })
+	poll.Until(t, "some requests", func() bool { return l.ok.Load() >= 20 })
 	h.sc.Publish(map[string]string{"db-password": wrongPW})
 	// The rejected set is retried with back-off (it may work once the
 	// database has the new password), so each attempt counts.
-	eventually(t, "the failure counted", func() bool { return rotations(t, reg, "failure") >= 1 })
+	poll.Until(t, "the failure counted", func() bool { return rotations(t, reg, "failure") >= 1 })
 	before := l.ok.Load()
-	eventually(t, "requests after the failure", func() bool { return l.ok.Load() >= before+40 })
+	poll.Until(t, "requests after the failure", func() bool { return l.ok.Load() >= before+40 })
 	l.finish(t)
 	if h.app.Manager().DB() != old {
 		t.Error("the pool was replaced by one with a wrong password")
@@ -307,7 +289,7 @@ func TestWrongPassword(t *testing.T) {
 func TestReadyWaitsForWorkingCredentials(t *testing.T) {
 	h := start(t, wrongPW)
 	reg := h.app.Registry()
-	eventually(t, "the first attempt to fail", func() bool { return rotations(t, reg, "failure") >= 1 })
+	poll.Until(t, "the first attempt to fail", func() bool { return rotations(t, reg, "failure") >= 1 })
 	for _, p := range []string{"/readyz", "/api/v1/clients/1/orders"} {
 		if code, err := h.get(t.Context(), p); err != nil || code != http.StatusServiceUnavailable {
 			t.Errorf("%s without working credentials: %d %v, want 503", p, code, err)
@@ -343,7 +325,7 @@ func TestLoginFailureRefreshesThroughSidecar(t *testing.T) {
 	if h.app.Manager().DB() == old {
 		t.Error("pool not swapped after the refresh")
 	}
-	eventually(t, "the old pool closed", func() bool { return isClosed(old) })
+	poll.Until(t, "the old pool closed", func() bool { return isClosed(old) })
 	if !strings.Contains(h.logs.String(), "database login failed") {
 		t.Error("the log does not report the login failure")
 	}
@@ -365,13 +347,13 @@ func TestRotateUserAndPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := startLoad(h, 4)
-	eventually(t, "some requests", func() bool { return l.ok.Load() >= 40 })
+	poll.Until(t, "some requests", func() bool { return l.ok.Load() >= 40 })
 	h.sc.Publish(map[string]string{"db-user": userB, "db-password": pwB})
-	eventually(t, "the new pool", func() bool { return h.app.Manager().DB() != old })
+	poll.Until(t, "the new pool", func() bool { return h.app.Manager().DB() != old })
 	before := l.ok.Load()
-	eventually(t, "requests on the new pool", func() bool { return l.ok.Load() >= before+80 })
+	poll.Until(t, "requests on the new pool", func() bool { return l.ok.Load() >= before+80 })
 	l.finish(t)
-	eventually(t, "the old pool closed", func() bool { return isClosed(old) })
+	poll.Until(t, "the old pool closed", func() bool { return isClosed(old) })
 	var user string
 	if err := h.app.Manager().DB().QueryRowContext(t.Context(), "SELECT current_user").Scan(&user); err != nil || user != userB {
 		t.Errorf("current_user = %q (%v), want %q", user, err, userB)

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,14 +9,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/secretproxy/secretproxy/proto/client"
-
 	"github.com/secretproxy/secretproxy/orderapp/internal/app"
-	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
-	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/dbconn"
 	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
-	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
+	"github.com/secretproxy/secretproxy/orderapp/internal/poll"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
+	"github.com/secretproxy/secretproxy/proto/client"
 	"github.com/secretproxy/secretproxy/proto/secretproxytest"
 )
 
@@ -29,19 +26,16 @@ import (
 func startEntra(t *testing.T, token string, life time.Duration) (*harness, time.Time) {
 	t.Helper()
 	pg := pgtest.Start(t)
-	db := dbtest.PostgresOn(t, pg, appUser, pw1, database)
-	dbtest.Load(t, db)
-	db.DB.Close()
+	createOrders(t, pg)
 	exp := time.Now().Add(life)
 	pg.SetPasswordUntil(t, appUser, token, exp)
 	sc := secretproxytest.Start(t, map[string]string{"db-server": pg.Addr(), "db-user": appUser, "db-name": database})
 	sc.SetToken(client.ScopeAzurePostgres, token, exp)
 	logs := &logbuf.Buffer{}
-	a, err := app.New(app.Config{
-		Sidecar: sc.Target(), Driver: dialect.Postgres, Names: secrets.DefaultNames(), DBAuth: app.AuthEntra,
-		Logger:            slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		SidecarBackoffMin: 50 * time.Millisecond, SidecarBackoffMax: 500 * time.Millisecond,
-	})
+	cfg := testConfig(sc, logs)
+	cfg.DBAuth = app.AuthEntra
+	cfg.DBRetry = dbconn.Backoff{} // the application's own default
+	a, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +80,7 @@ func TestEntraTokenChangesAndExpiresUnderLoad(t *testing.T) {
 	// Rotate until the first token has been dead for 3 s (bounded: 20).
 	for i := 1; i <= 20 && time.Now().Before(exp0.Add(3*time.Second)); i++ {
 		before := l.ok.Load()
-		eventually(t, fmt.Sprintf("requests before rotation %d", i), func() bool {
+		poll.Until(t, fmt.Sprintf("requests before rotation %d", i), func() bool {
 			return l.ok.Load() >= before+30 && time.Since(last) >= 2*time.Second
 		})
 		tok, exp := fmt.Sprintf("test-token-rot-%d", i), time.Now().Add(life)
@@ -97,7 +91,7 @@ func TestEntraTokenChangesAndExpiresUnderLoad(t *testing.T) {
 		}
 	}
 	before := l.ok.Load()
-	eventually(t, "requests after the last rotation", func() bool { return l.ok.Load() >= before+30 })
+	poll.Until(t, "requests after the last rotation", func() bool { return l.ok.Load() >= before+30 })
 	l.finish(t)
 	if rotated < 4 {
 		t.Fatalf("only %d rotations", rotated)

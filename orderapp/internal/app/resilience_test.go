@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/secretproxy/secretproxy/orderapp/internal/poll"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
 )
 
@@ -24,7 +25,7 @@ func (h *harness) waitUnready(t *testing.T, reason string) errorJSON {
 	t.Helper()
 	var got errorJSON
 	var last string
-	eventually(t, "/readyz 503 with reason "+reason, func() bool {
+	poll.Until(t, "/readyz 503 with reason "+reason, func() bool {
 		code, body, err := h.getBody(t.Context(), "/readyz")
 		last = body
 		if err != nil || code != http.StatusServiceUnavailable {

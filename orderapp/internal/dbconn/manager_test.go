@@ -16,6 +16,7 @@ import (
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
 	"github.com/secretproxy/secretproxy/orderapp/internal/logbuf"
+	"github.com/secretproxy/secretproxy/orderapp/internal/poll"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 	"github.com/secretproxy/secretproxy/orderapp/pgtest"
 )
@@ -45,14 +46,10 @@ func rotations(t *testing.T, m *Manager, result string) float64 {
 // waitClosed waits (bounded) until db reports it is closed.
 func waitClosed(t *testing.T, db *sql.DB) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := db.PingContext(t.Context()); err != nil && strings.Contains(err.Error(), "database is closed") {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("the retired pool was not closed within 10 s")
+	poll.Until(t, "the retired pool closed", func() bool {
+		err := db.PingContext(t.Context())
+		return err != nil && strings.Contains(err.Error(), "database is closed")
+	})
 }
 
 func TestManagerSwap(t *testing.T) {

@@ -10,19 +10,9 @@ import (
 	"time"
 
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
+	"github.com/secretproxy/secretproxy/orderapp/internal/poll"
 	"github.com/secretproxy/secretproxy/orderapp/internal/secrets"
 )
-
-// eventually polls cond every 5 ms for at most 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
 
 func notReady(t *testing.T, m *Manager) *NotReadyError {
 	t.Helper()
@@ -51,7 +41,7 @@ func TestFollowerRetriesUntilItWorks(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	_ = f.Offer(ctx, secrets.Credentials{Database: filepath.Join(dir, "orders.db"), Version: "a"})
-	eventually(t, "three failed attempts", func() bool {
+	poll.Until(t, "three failed attempts", func() bool {
 		nre := notReady(t, m)
 		return nre != nil && nre.Attempts >= 3
 	})
@@ -65,7 +55,7 @@ func TestFollowerRetriesUntilItWorks(t *testing.T) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the set applied", func() bool { return m.Ready(t.Context()) == nil })
+	poll.Until(t, "the set applied", func() bool { return m.Ready(t.Context()) == nil })
 	if got := rotations(t, m, "success"); got != 1 {
 		t.Errorf("rotations success = %v, want 1", got)
 	}
@@ -83,12 +73,12 @@ func TestFollowerNewerSetReplacesFailing(t *testing.T) {
 	dir := t.TempDir()
 	_ = f.Offer(ctx, secrets.Credentials{Database: filepath.Join(dir, "missing", "a.db"), Version: "bad"})
 	// The failure is counted just before the retry is scheduled.
-	eventually(t, "the bad set to fail with a retry scheduled", func() bool {
+	poll.Until(t, "the bad set to fail with a retry scheduled", func() bool {
 		nre := notReady(t, m)
 		return nre != nil && nre.Attempts == 1 && nre.RetryIn > 0
 	})
 	_ = f.Offer(ctx, secrets.Credentials{Database: filepath.Join(dir, "b.db"), Version: "good"})
-	eventually(t, "the good set applied", func() bool { return m.Ready(t.Context()) == nil })
+	poll.Until(t, "the good set applied", func() bool { return m.Ready(t.Context()) == nil })
 	if v := m.current().creds.Version; v != "good" {
 		t.Errorf("current set %q, want good", v)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/secretproxy/secretproxy/orderapp/internal/counter"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbconn"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dbtest"
 	"github.com/secretproxy/secretproxy/orderapp/internal/dialect"
@@ -254,26 +255,7 @@ func TestErrors(t *testing.T) {
 // counterValue reads one series of orderapp_http_requests_total.
 func counterValue(t *testing.T, reg *prometheus.Registry, handler, method, code string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "orderapp_http_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["handler"] == handler && labels["method"] == method && labels["code"] == code {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no orderapp_http_requests_total{handler=%q,method=%q,code=%q}", handler, method, code)
-	return 0
+	return counter.Value(t, reg, "orderapp_http_requests_total", map[string]string{"handler": handler, "method": method, "code": code})
 }
 
 type failingStore struct{ err error }

@@ -86,13 +86,7 @@ func TestSQLServerMigrationIsTSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		var code []string // without comments, which may name what they avoid
-		for _, l := range strings.Split(m.SQL, "\n") {
-			if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-				code = append(code, l)
-			}
-		}
-		sql := strings.ToUpper(strings.Join(code, "\n"))
+		sql := strings.ToUpper(withoutComments(m.SQL))
 		for _, bad := range []string{"CREATE TABLE IF NOT EXISTS", "CREATE INDEX IF NOT EXISTS", " TIMESTAMP ", " LIMIT ", "SERIAL", "AUTOINCREMENT", "DROP ", "DELETE ", "TRUNCATE ", "ALTER TABLE"} {
 			if strings.Contains(sql, bad) {
 				t.Errorf("%s contains %q", m.Name, strings.TrimSpace(bad))
@@ -142,13 +136,7 @@ func TestNoDestructiveStatements(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, m := range ms {
-				var code []string // without comments, which may name what they avoid
-				for _, l := range strings.Split(m.SQL, "\n") {
-					if !strings.HasPrefix(strings.TrimSpace(l), "--") {
-						code = append(code, l)
-					}
-				}
-				words := strings.Fields(strings.ToUpper(strings.Join(code, "\n")))
+				words := strings.Fields(strings.ToUpper(withoutComments(m.SQL)))
 				for _, w := range words {
 					switch strings.Trim(w, "(;,") {
 					case "DROP", "DELETE", "TRUNCATE", "UPDATE", "ALTER", "MERGE", "REPLACE", "RENAME":
@@ -158,4 +146,16 @@ func TestNoDestructiveStatements(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withoutComments is sql without its comment lines, which may name what the
+// migration avoids.
+func withoutComments(sql string) string {
+	var code []string
+	for _, l := range strings.Split(sql, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			code = append(code, l)
+		}
+	}
+	return strings.Join(code, "\n")
 }

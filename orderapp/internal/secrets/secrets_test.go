@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,47 +64,48 @@ func TestRunAppliesEveryChange(t *testing.T) {
 	sc := secretproxytest.Start(t, initial)
 	var logs bytes.Buffer
 	w := secrets.NewWatcher(dial(t, sc), secrets.DefaultNames(), slog.New(slog.NewJSONHandler(&logs, nil)))
-	var mu sync.Mutex
-	var applied []secrets.Credentials
+	// Each apply hands its set to the test, which waits for it (bounded)
+	// before publishing the next change.
+	applied := make(chan secrets.Credentials, 8)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- w.Run(ctx, func(_ context.Context, c secrets.Credentials) error {
-			mu.Lock()
-			defer mu.Unlock()
-			applied = append(applied, c)
+		done <- w.Run(ctx, func(ctx context.Context, c secrets.Credentials) error {
+			select {
+			case applied <- c:
+			case <-ctx.Done():
+			}
 			if c.Password == "bad" {
 				return fmt.Errorf("login refused")
 			}
 			return nil
 		})
 	}()
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(applied) }
-	wait := func(n int) {
+	var got [][2]string
+	wait := func() {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); count() < n; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("applied %d sets, want %d", count(), n)
-			}
+		select {
+		case c := <-applied:
+			got = append(got, [2]string{c.User, c.Password})
+		case <-time.After(10 * time.Second):
+			t.Fatalf("applied %d sets, want %d", len(got), len(got)+1)
 		}
 	}
-	wait(1)
+	wait()
 	sc.Publish(map[string]string{"db-user": "app2", "db-password": "test-password-2"}) // one message: both at once
-	wait(2)
+	wait()
 	sc.Publish(map[string]string{"db-password": "bad"})
-	wait(3)
+	wait()
 	sc.Publish(map[string]string{"db-password": "test-password-3"}) // a failed apply does not end the watch
-	wait(4)
+	wait()
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run after cancel: %v", err)
 	}
-	mu.Lock()
-	var got [][2]string
-	for _, c := range applied {
+	close(applied)
+	for c := range applied { // a set applied that no change asked for
 		got = append(got, [2]string{c.User, c.Password})
 	}
-	mu.Unlock()
 	want := [][2]string{{"app", "test-password-1"}, {"app2", "test-password-2"}, {"app2", "bad"}, {"app2", "test-password-3"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("applied (-want +got):\n%s", diff)
