@@ -327,7 +327,7 @@ func runParallel(b *testing.B, c secretproxyv1.SecretServiceClient) {
 func BenchmarkLoopbackParallel(b *testing.B) {
 	b.Run("server=sidecar", func(b *testing.B) {
 		m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
-		s := NewServer(ServerOptions{Cache: loadedCache(b, m, "db-password"), Metrics: m})
+		s := NewServer(ServerOptions{Cache: loadedCache(b, m, "db-password"), Metrics: m, Names: testNames})
 		s.SetReady(true)
 		runParallel(b, loopbackClient(b, s.Server))
 	})
