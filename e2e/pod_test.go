@@ -120,7 +120,12 @@ func TestRotationDuringContinuousRequests(t *testing.T) {
 	done := make(chan load, 1)
 	var ok atomic.Int64
 	go func() { done <- runLoad(ctx, p.appURL+ordersPath, 4, stop, &ok) }()
-	eventually(t, 30*time.Second, "some requests before the rotation", func() bool { return ok.Load() >= 40 })
+	// A warm pool before the rotation: one connection per worker, so that no
+	// request needs a new login between the password's change in the
+	// database and in the vault (which the rotation's order allows).
+	eventually(t, 30*time.Second, "some requests before the rotation, on a pool of 4 connections", func() bool {
+		return ok.Load() >= 40 && metric(t, p.appURL+"/metrics", `go_sql_open_connections{db_name="orderapp"}`) >= 4
+	})
 	const newPassword = "test-password-2"
 	p.rotatePassword(ctx, newPassword)
 	eventually(t, 30*time.Second, "orderapp reports a successful credential rotation", func() bool {

@@ -117,17 +117,28 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		reg = prometheus.NewRegistry()
 	}
 	a = &App{cfg: cfg, o: o, log: log, reg: reg, start: time.Now()}
-	m := metrics.New(reg, cfg.DeclaredNames(), o.Version)
+	if err := a.build(metrics.New(reg, cfg.DeclaredNames(), o.Version)); err != nil {
+		return nil, err
+	}
+	if err := a.listen(); err != nil {
+		a.closeListeners()
+		return nil, err
+	}
+	return a, nil
+}
 
+// build makes every part: the bearer token follower, the backend, the cache,
+// the access-token cache, the gRPC server and the ops server.
+func (a *App) build(m *metrics.Metrics) (err error) {
+	cfg, o, log := a.cfg, a.o, a.log
 	if cfg.ClientAuth.TokenFile != "" {
 		// Followed for rotation: Kubernetes swaps a mounted Secret in place.
 		if a.bearer, err = clientauth.New(cfg.ClientAuth.TokenFile, clientauth.Options{Logger: log}); err != nil {
-			return nil, err
+			return err
 		}
 	}
-
 	if a.backend, err = openBackend(cfg, o, m); err != nil {
-		return nil, err
+		return err
 	}
 	a.cache = cache.New(cfg, a.backend.source, cache.Options{Metrics: m, Logger: log, ThrottleSpread: o.ThrottleSpread})
 	a.tokens = accesstoken.New(a.backend.tokens, accesstoken.Options{
@@ -143,46 +154,45 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		AllowedUIDs: cfg.ClientAuth.AllowedUIDs, Reflection: cfg.Listen.Reflection,
 	})
 	a.ops = &http.Server{
-		Handler:           ops.Handler(reg, a.ready),
+		Handler:           ops.Handler(a.reg, a.ready),
 		ReadHeaderTimeout: 5 * time.Second,
 		// Accept errors and the like go to the structured log, not stderr as text.
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ReadTimeout:  10 * time.Second,
 		WriteTimeout: 30 * time.Second,
 	}
+	return nil
+}
 
-	opened := a // the named result is nil on the error paths
-	defer func() {
+// listen opens the listeners. On an error, the caller closes those opened.
+// Each listener has its own bound, so that a flood of one (every process of
+// the pod can reach the gRPC listeners) never takes the file descriptors the
+// kubelet's probes need on the ops listener.
+func (a *App) listen() error {
+	l, log := a.cfg.Listen, a.log
+	maxGRPC, maxOps := l.ConnectionLimits()
+	if l.GRPC != "" {
+		tcp, err := net.Listen("tcp", l.GRPC)
 		if err != nil {
-			opened.closeListeners()
+			return fmt.Errorf("listen on listen.grpc: %w", err)
 		}
-	}()
-	// Each listener has its own bound, so that a flood of one (every
-	// process of the pod can reach the gRPC listeners) never takes the file
-	// descriptors the kubelet's probes need on the ops listener.
-	maxGRPC, maxOps := cfg.Listen.ConnectionLimits()
-	if cfg.Listen.GRPC != "" {
-		l, err := net.Listen("tcp", cfg.Listen.GRPC)
-		if err != nil {
-			return nil, fmt.Errorf("listen on listen.grpc: %w", err)
-		}
-		a.tcp = connlimit.Wrap(l, maxGRPC, "grpc", log)
+		a.tcp = connlimit.Wrap(tcp, maxGRPC, "grpc", log)
 	}
-	if cfg.Listen.Unix != "" {
-		l, err := listenUnix(cfg.Listen.Unix)
+	if l.Unix != "" {
+		unix, err := listenUnix(l.Unix)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		a.unix = connlimit.Wrap(l, maxGRPC, "unix", log)
+		a.unix = connlimit.Wrap(unix, maxGRPC, "unix", log)
 	}
-	if cfg.Listen.Ops != "" {
-		l, err := net.Listen("tcp", cfg.Listen.Ops)
+	if l.Ops != "" {
+		ol, err := net.Listen("tcp", l.Ops)
 		if err != nil {
-			return nil, fmt.Errorf("listen on listen.ops: %w", err)
+			return fmt.Errorf("listen on listen.ops: %w", err)
 		}
-		a.opsLis = connlimit.Wrap(l, maxOps, "ops", log)
+		a.opsLis = connlimit.Wrap(ol, maxOps, "ops", log)
 	}
-	return a, nil
+	return nil
 }
 
 // backend is what the app takes from the secret backend.

@@ -221,8 +221,7 @@ func Classify(err error) error {
 	if !errors.As(err, &re) {
 		// No response: network errors, timeouts and token failures. The
 		// cause is kept for errors.As; it never holds a secret value.
-		var af *azidentity.AuthenticationFailedError
-		return &source.TransientError{Err: &TransientError{Err: err}, Denied: errors.As(err, &af)}
+		return &source.TransientError{Err: &TransientError{Err: err}, Denied: identityRefused(err)}
 	}
 	te := &TransientError{Status: re.StatusCode, Code: re.ErrorCode, Err: errors.New(re.ErrorCode)}
 	switch {
@@ -236,6 +235,20 @@ func Classify(err error) error {
 	}
 	denied := re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden
 	return &source.TransientError{Err: te, RetryAfter: te.RetryAfter, Denied: denied}
+}
+
+// identityRefused reports whether the token endpoint refused the identity (it
+// answered 400, 401 or 403), as opposed to being down or throttling.
+func identityRefused(err error) bool {
+	var af *azidentity.AuthenticationFailedError
+	if !errors.As(err, &af) || af.RawResponse == nil {
+		return false
+	}
+	switch af.RawResponse.StatusCode {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
+		return true
+	}
+	return false
 }
 
 // innerCode reads error.innererror.code from a vault error body. azcore has

@@ -302,3 +302,41 @@ func TestParseRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenRefusalIsDenied: an identity endpoint that refuses the sidecar's
+// identity makes the read a transient error that matches source.ErrDenied
+// (a role or federation can be fixed later, so it is retried); an endpoint
+// that is down is transient and not denied.
+func TestTokenRefusalIsDenied(t *testing.T) {
+	e := start(t, kvemulator.Options{Secrets: map[string]string{"ok": "test-value"}})
+	clearIdentityEnv(t)
+	t.Setenv("IDENTITY_ENDPOINT", e.IdentityEndpoint())
+	t.Setenv("IDENTITY_HEADER", e.IdentityHeader())
+	tests := []struct {
+		name   string
+		fault  kvemulator.FaultMode
+		denied bool
+	}{
+		{"identity refused", kvemulator.FaultForbidden, true},
+		{"identity endpoint down", kvemulator.FaultOutage, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// A client of its own: MSAL caches tokens per client id.
+			c, _ := newClient(t, vaultConfig(e, kvconfig.AuthManagedIdentity, clientID(t)), e.HTTPClient())
+			e.SetIdentityFault(kvemulator.Fault{Mode: tt.fault})
+			defer e.SetIdentityFault(kvemulator.Fault{})
+			_, err := c.Get(t.Context(), "ok", "")
+			var te *source.TransientError
+			if !errors.As(err, &te) {
+				t.Fatalf("Get = %v (%T), want a *source.TransientError", err, err)
+			}
+			if got := errors.Is(err, source.ErrDenied); got != tt.denied {
+				t.Errorf("errors.Is(%v, source.ErrDenied) = %v, want %v", err, got, tt.denied)
+			}
+			if strings.Contains(err.Error(), "test-value") {
+				t.Errorf("error %q holds a secret value", err)
+			}
+		})
+	}
+}
