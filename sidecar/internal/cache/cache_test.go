@@ -186,21 +186,7 @@ func TestNeverLoadedWaitsThenUnavailable(t *testing.T) {
 			_, err := h.c.Get(context.Background(), "a") // no deadline: waits DefaultWait
 			done <- err
 		}()
-		advance(5*time.Second - time.Nanosecond) // the read waits on its timer
-		select {
-		case err := <-done:
-			t.Fatalf("Get returned %v before its wait was over", err)
-		default:
-		}
-		advance(time.Nanosecond)
-		select {
-		case err := <-done:
-			if !errors.Is(err, ErrUnavailable) {
-				t.Fatalf("Get = %v, want ErrUnavailable", err)
-			}
-		default:
-			t.Fatal("Get still waits after DefaultWait (5 s)")
-		}
+		unavailableAt(t, done, 5*time.Second, "the end of DefaultWait (5 s)") // the read waits on its timer
 		if n := v.count(); n != 1 {
 			t.Errorf("vault reads = %d, want 1 (a read within minInterval of the last must not call the vault)", n)
 		}
@@ -381,11 +367,7 @@ func TestWatchRotationInOneMessage(t *testing.T) {
 		advance(5 * time.Minute)
 		v.setAll(errOutage)
 		advance(5 * time.Minute)
-		select {
-		case m := <-msgs:
-			t.Fatalf("unexpected message %v", m)
-		default:
-		}
+		noMessage(t, msgs, "an unchanged pass and a stale-only change send nothing")
 		if got := testutil.ToFloat64(h.m.Refresh.WithLabelValues("db-user", metrics.RefreshChanged)); got != 2 {
 			t.Errorf("refresh_total{changed} = %v, want 2", got)
 		}
@@ -661,11 +643,7 @@ func TestWatchGetsOptionalSecretEnabledAgain(t *testing.T) {
 		if diff := cmp.Diff(map[string]string{"opt": "v1=test-value-opt"}, recv(t, late)); diff != "" {
 			t.Errorf("message after opt is enabled again (-want +got):\n%s", diff)
 		}
-		select {
-		case m := <-early:
-			t.Errorf("a stream that already had opt got %v", m)
-		default:
-		}
+		noMessage(t, early, "a stream that already had opt")
 		if got := testutil.ToFloat64(h.m.Refresh.WithLabelValues("opt", metrics.RefreshUnchanged)); got != 1 {
 			t.Errorf("refresh_total{opt,unchanged} = %v, want 1: enabling again does not change the value", got)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	secretproxyv1 "github.com/secretproxy/secretproxy/proto/secretproxy/v1"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
 	"github.com/secretproxy/secretproxy/sidecar/internal/metrics"
 	"github.com/secretproxy/secretproxy/sidecar/internal/source"
@@ -160,4 +161,37 @@ func (h *harness) run(t *testing.T) {
 func advance(d time.Duration) {
 	time.Sleep(d)
 	synctest.Wait()
+}
+
+// unavailableAt checks that a Get reporting on done gives up exactly after d:
+// still waiting a nanosecond before, ErrUnavailable at d. what names the
+// deadline for the failure message.
+func unavailableAt(t *testing.T, done <-chan error, d time.Duration, what string) {
+	t.Helper()
+	advance(d - time.Nanosecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Get returned %v before %s", err, what)
+	default:
+	}
+	advance(time.Nanosecond)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Get = %v, want ErrUnavailable", err)
+		}
+	default:
+		t.Fatalf("Get still waits at %s", what)
+	}
+}
+
+// noMessage checks that nothing is waiting on msgs; call it after advance or
+// synctest.Wait, when every message due would already be there.
+func noMessage(t *testing.T, msgs <-chan []*secretproxyv1.Secret, why string) {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		t.Errorf("%s: got %v", why, m)
+	default:
+	}
 }

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -68,21 +67,7 @@ func TestWaitEndsBeforeDeadline(t *testing.T) {
 			_, err := h.c.Get(ctx, "a")
 			done <- err
 		}()
-		advance(time.Hour - 100*time.Millisecond - time.Nanosecond)
-		select {
-		case err := <-done:
-			t.Fatalf("Get = %v before 100 ms ahead of the caller's deadline", err)
-		default:
-		}
-		advance(time.Nanosecond)
-		select {
-		case err := <-done:
-			if !errors.Is(err, ErrUnavailable) {
-				t.Fatalf("Get = %v, want ErrUnavailable", err)
-			}
-		default:
-			t.Fatal("Get still waits 100 ms before the caller's deadline")
-		}
+		unavailableAt(t, done, time.Hour-100*time.Millisecond, "100 ms ahead of the caller's deadline")
 		if ctx.Err() != nil {
 			t.Error("the caller's deadline passed: the read must answer before it")
 		}
