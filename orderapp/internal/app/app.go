@@ -42,7 +42,7 @@ type Config struct {
 	// secrets) or AuthEntra (an access token from the sidecar per connection).
 	DBAuth string
 	// TokenScope is the scope of the database's access tokens; "" takes the
-	// driver's (DefaultTokenScope).
+	// driver's (defaultTokenScope).
 	TokenScope string
 	Logger     *slog.Logger
 	// SidecarBackoff bounds the watch's reconnect delay (zero: the client's default).
@@ -58,10 +58,10 @@ const (
 	AuthEntra    = "entra"
 )
 
-// DefaultTokenScope is the Entra scope of a driver's database: Azure
+// defaultTokenScope is the Entra scope of a driver's database: Azure
 // Database for PostgreSQL's for postgres, Azure SQL's otherwise (sqlite
 // stands in for Azure SQL in the demo).
-func DefaultTokenScope(d dialect.Dialect) string {
+func defaultTokenScope(d dialect.Dialect) string {
 	if d == dialect.Postgres {
 		return client.ScopeAzurePostgres
 	}
@@ -137,7 +137,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.DBAuth == AuthEntra {
 		scope := cfg.TokenScope
 		if scope == "" {
-			scope = DefaultTokenScope(cfg.Driver)
+			scope = defaultTokenScope(cfg.Driver)
 		}
 		// No password secret is declared or read: the sidecar's
 		// identity logs in, with a token fetched per new connection.

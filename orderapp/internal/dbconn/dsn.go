@@ -18,8 +18,8 @@ import (
 
 // Default ports when db-server names only a host.
 const (
-	SQLServerPort = 1433
-	PostgresPort  = 5432
+	sqlServerPort = 1433
+	postgresPort  = 5432
 )
 
 // DSN builds the connection string of dialect d from creds. For sqlserver the
@@ -83,7 +83,7 @@ func checkLogin(c secrets.Credentials) error {
 // password holding ; = { } or spaces cannot split into extra keywords (the
 // ODBC-style form would need brace quoting for that).
 func sqlServerDSN(c secrets.Credentials) (string, error) {
-	host, port, err := splitServer(c.Server, SQLServerPort)
+	host, port, err := splitServer(c.Server, sqlServerPort)
 	if err != nil {
 		return "", err
 	}
@@ -109,7 +109,7 @@ func sqlServerDSN(c secrets.Credentials) (string, error) {
 }
 
 func postgresDSN(c secrets.Credentials) (string, error) {
-	host, port, err := splitServer(c.Server, PostgresPort)
+	host, port, err := splitServer(c.Server, postgresPort)
 	if err != nil {
 		return "", err
 	}

@@ -101,8 +101,8 @@ func TestPostgresDSN(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil || cfg.Port != PostgresPort {
-		t.Errorf("default port: %v, %v; want %d", cfg.Port, err, PostgresPort)
+	if err != nil || cfg.Port != postgresPort {
+		t.Errorf("default port: %v, %v; want %d", cfg.Port, err, postgresPort)
 	}
 }
 

@@ -37,23 +37,23 @@ func (t Token) String() string {
 // GoString hides the value from %#v too.
 func (t Token) GoString() string { return t.String() }
 
-// TokenSource asks the sidecar for a token of the database's scope
+// tokenSource asks the sidecar for a token of the database's scope
 // (GetAccessToken). It is called for every new connection.
-type TokenSource func(ctx context.Context) (Token, error)
+type tokenSource func(ctx context.Context) (Token, error)
 
 // lifetimeMargin is taken off a token's remaining life when bounding the
 // pool's connection lifetime: the connection is created a moment after the
 // token was fetched, and clocks drift.
 const lifetimeMargin = 5 * time.Second
 
-// EntraDSN builds the connection string of dialect d for a login with an
+// entraDSN builds the connection string of dialect d for a login with an
 // access token: no password. sqlserver needs no user either (the token names
 // the identity); postgres logs in as the user named in the vault (Azure
 // Database for PostgreSQL maps the role to the identity).
-func EntraDSN(d dialect.Dialect, c secrets.Credentials) (string, error) {
+func entraDSN(d dialect.Dialect, c secrets.Credentials) (string, error) {
 	switch d {
 	case dialect.SQLServer:
-		host, port, err := splitServer(c.Server, SQLServerPort)
+		host, port, err := splitServer(c.Server, sqlServerPort)
 		if err != nil {
 			return "", err
 		}
@@ -69,7 +69,7 @@ func EntraDSN(d dialect.Dialect, c secrets.Credentials) (string, error) {
 		u := url.URL{Scheme: "sqlserver", Host: net.JoinHostPort(host, strconv.Itoa(port)), RawQuery: q.Encode()}
 		return u.String(), nil
 	case dialect.Postgres:
-		host, port, err := splitServer(c.Server, PostgresPort)
+		host, port, err := splitServer(c.Server, postgresPort)
 		if err != nil {
 			return "", err
 		}
@@ -108,13 +108,13 @@ func tokenFrom(ctx context.Context) (string, error) {
 	return t.Value, nil
 }
 
-// NewEntraConnector returns a connector that asks tokens for an access token
+// newEntraConnector returns a connector that asks tokens for an access token
 // before each new connection and logs in with it: go-mssqldb's access token
 // connector for sqlserver (no Azure SDK), the token as the password for
 // postgres, nothing for sqlite (no login; the token is fetched anyway so the
 // demo shows the sidecar serving it). A login the server refuses costs one more
 // token request and one retry.
-func NewEntraConnector(d dialect.Dialect, dsn string, tokens TokenSource) (driver.Connector, error) {
+func newEntraConnector(d dialect.Dialect, dsn string, tokens tokenSource) (driver.Connector, error) {
 	var inner driver.Connector
 	switch d {
 	case dialect.SQLServer:
@@ -157,7 +157,7 @@ func (c dsnConnector) Driver() driver.Driver                        { return c.d
 // connection lifetime by the tokens it hands out.
 type entraConnector struct {
 	inner  driver.Connector
-	tokens TokenSource
+	tokens tokenSource
 	now    func() time.Time
 
 	mu       sync.Mutex

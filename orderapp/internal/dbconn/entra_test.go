@@ -40,7 +40,7 @@ func (q *tokenQueue) next(context.Context) (Token, error) {
 
 func TestEntraDSN(t *testing.T) {
 	creds := secrets.Credentials{Server: "orders.database.windows.net", User: "orders-app-identity", Database: "orders"}
-	dsn, err := EntraDSN(dialect.SQLServer, creds)
+	dsn, err := entraDSN(dialect.SQLServer, creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestEntraDSN(t *testing.T) {
 	if cfg.User != "" || cfg.Password != "" || cfg.Host != "orders.database.windows.net" || cfg.Port != 1433 || cfg.Database != "orders" || cfg.Encryption != msdsn.EncryptionRequired {
 		t.Errorf("sqlserver DSN %s: user %q host %q port %d database %q encryption %v; want no user or password, TLS required", dsn, cfg.User, cfg.Host, cfg.Port, cfg.Database, cfg.Encryption)
 	}
-	dsn, err = EntraDSN(dialect.Postgres, creds)
+	dsn, err = entraDSN(dialect.Postgres, creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +71,8 @@ func TestEntraDSN(t *testing.T) {
 		{dialect.Postgres, secrets.Credentials{Server: "s", Database: "d"}, "db-user is empty"},
 		{dialect.Postgres, secrets.Credentials{Database: "d", User: "u"}, "db-server is empty"},
 	} {
-		if _, err := EntraDSN(tc.d, tc.creds); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("EntraDSN(%s, %+v) = %v, want %q", tc.d, tc.creds, err, tc.want)
+		if _, err := entraDSN(tc.d, tc.creds); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("entraDSN(%s, %+v) = %v, want %q", tc.d, tc.creds, err, tc.want)
 		}
 	}
 }
@@ -113,7 +113,7 @@ func TestEntraConnectorPostgres(t *testing.T) {
 	pg := pgtest.Start(t)
 	pg.CreateRole(t, "orders_app", "test-token-good")
 	pg.CreateDatabase(t, "orders", "orders_app")
-	dsn, err := EntraDSN(dialect.Postgres, secrets.Credentials{Server: pg.Addr(), User: "orders_app", Database: "orders"})
+	dsn, err := entraDSN(dialect.Postgres, secrets.Credentials{Server: pg.Addr(), User: "orders_app", Database: "orders"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestEntraConnectorPostgres(t *testing.T) {
 			for _, v := range tc.toks {
 				q.toks = append(q.toks, Token{Value: v, Expires: exp})
 			}
-			c, err := NewEntraConnector(dialect.Postgres, dsn, q.next)
+			c, err := newEntraConnector(dialect.Postgres, dsn, q.next)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,18 +165,18 @@ func TestEntraConnectorPostgres(t *testing.T) {
 // token the driver's provider is given is that one. What could not run here:
 // the TDS login itself (FEDAUTH in LOGIN7) against Azure SQL or a SQL Server.
 func TestEntraConnectorSQLServer(t *testing.T) {
-	dsn, err := EntraDSN(dialect.SQLServer, secrets.Credentials{Server: "127.0.0.1:1", Database: "orders"})
+	dsn, err := entraDSN(dialect.SQLServer, secrets.Credentials{Server: "127.0.0.1:1", Database: "orders"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var scopes []string
-	src := func(scope string) TokenSource {
+	src := func(scope string) tokenSource {
 		return func(context.Context) (Token, error) {
 			scopes = append(scopes, scope)
 			return Token{Value: "test-token-sql", Expires: time.Now().Add(time.Hour)}, nil
 		}
 	}
-	c, err := NewEntraConnector(dialect.SQLServer, dsn, src("https://database.windows.net/.default"))
+	c, err := newEntraConnector(dialect.SQLServer, dsn, src("https://database.windows.net/.default"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +205,8 @@ func TestEntraConnectorSQLServer(t *testing.T) {
 }
 
 func TestEntraConnectorTokenError(t *testing.T) {
-	dsn, _ := EntraDSN(dialect.SQLite, secrets.Credentials{Database: t.TempDir() + "/x.db"})
-	c, err := NewEntraConnector(dialect.SQLite, dsn, func(context.Context) (Token, error) {
+	dsn, _ := entraDSN(dialect.SQLite, secrets.Credentials{Database: t.TempDir() + "/x.db"})
+	c, err := newEntraConnector(dialect.SQLite, dsn, func(context.Context) (Token, error) {
 		return Token{}, errors.New("rpc error: code = PermissionDenied desc = scope not in accessTokens.scopes")
 	})
 	if err != nil {

@@ -26,8 +26,8 @@ import (
 // ErrNotReady means no pool has been opened yet (no working credentials so far).
 var ErrNotReady = errors.New("the database connection is not ready yet: waiting for working credentials from the sidecar")
 
-// PoolSettings size a pool.
-type PoolSettings struct {
+// poolSettings size a pool.
+type poolSettings struct {
 	MaxOpen     int
 	MaxIdle     int
 	MaxIdleTime time.Duration
@@ -35,9 +35,9 @@ type PoolSettings struct {
 	PingTimeout time.Duration
 }
 
-// DefaultPoolSettings suit one application replica.
-func DefaultPoolSettings() PoolSettings {
-	return PoolSettings{MaxOpen: 20, MaxIdle: 20, MaxIdleTime: 5 * time.Minute, MaxLifetime: 30 * time.Minute, PingTimeout: 10 * time.Second}
+// defaultPoolSettings suit one application replica.
+func defaultPoolSettings() poolSettings {
+	return poolSettings{MaxOpen: 20, MaxIdle: 20, MaxIdleTime: 5 * time.Minute, MaxLifetime: 30 * time.Minute, PingTimeout: 10 * time.Second}
 }
 
 // Options configure a Manager.
@@ -46,7 +46,7 @@ type Options struct {
 	// Registerer receives orderapp_credential_rotations_total and the go_sql_*
 	// statistics of whichever pool is current. Nil registers nothing.
 	Registerer prometheus.Registerer
-	Pool       PoolSettings
+	Pool       poolSettings
 	// Refresh re-reads the credentials after a login failure (the sidecar's
 	// RefreshSecret). Nil: a login failure is returned as is.
 	Refresh func(context.Context) (secrets.Credentials, error)
@@ -55,7 +55,7 @@ type Options struct {
 	// Tokens, when set, switches to passwordless logins (--db-auth entra):
 	// every new connection logs in with an access token from it, and no
 	// password is used. Open is then not used.
-	Tokens TokenSource
+	Tokens tokenSource
 }
 
 // pool is one generation of connections. inflight counts the calls using it,
@@ -114,8 +114,8 @@ func NewManager(d dialect.Dialect, opt Options) (*Manager, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.Pool == (PoolSettings{}) {
-		opt.Pool = DefaultPoolSettings()
+	if opt.Pool == (poolSettings{}) {
+		opt.Pool = defaultPoolSettings()
 	}
 	if opt.Open == nil {
 		opt.Open = sql.Open
@@ -202,11 +202,11 @@ func (m *Manager) open(ctx context.Context, creds secrets.Credentials) (*pool, e
 	ps := m.opt.Pool
 	var db *sql.DB
 	if m.opt.Tokens != nil {
-		dsn, err := EntraDSN(m.d, creds)
+		dsn, err := entraDSN(m.d, creds)
 		if err != nil {
 			return nil, redact(fmt.Errorf("build connection string: %w", err), creds)
 		}
-		conn, err := NewEntraConnector(m.d, dsn, m.opt.Tokens)
+		conn, err := newEntraConnector(m.d, dsn, m.opt.Tokens)
 		if err != nil {
 			return nil, redact(fmt.Errorf("open database: %w", err), creds)
 		}

@@ -29,7 +29,7 @@ func newManager(t *testing.T, d dialect.Dialect, refresh func(context.Context) (
 		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: reg,
 		Refresh:    refresh,
-		Pool:       PoolSettings{MaxOpen: 4, MaxIdle: 4, MaxIdleTime: time.Minute, MaxLifetime: time.Hour, PingTimeout: 10 * time.Second},
+		Pool:       poolSettings{MaxOpen: 4, MaxIdle: 4, MaxIdleTime: time.Minute, MaxLifetime: time.Hour, PingTimeout: 10 * time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -15,10 +15,10 @@ import (
 // set, so /readyz can say why it waits without quoting a driver message (which
 // may name a credential value).
 const (
-	ReasonWaitingForCredentials = "waiting_for_credentials"
-	ReasonCredentialsRejected   = "credentials_rejected"
-	ReasonDatabaseUnreachable   = "database_unreachable"
-	ReasonDatabaseError         = "database_error"
+	reasonWaitingForCredentials = "waiting_for_credentials"
+	reasonCredentialsRejected   = "credentials_rejected"
+	reasonDatabaseUnreachable   = "database_unreachable"
+	reasonDatabaseError         = "database_error"
 )
 
 // Reason classifies a connection error into one of the Reason* words.
@@ -29,21 +29,21 @@ func Reason(err error) string {
 		if errors.As(err, &nre) {
 			return nre.Reason
 		}
-		return ReasonWaitingForCredentials
+		return reasonWaitingForCredentials
 	case IsLoginFailure(err):
-		return ReasonCredentialsRejected
+		return reasonCredentialsRejected
 	case IsConnectionFailure(err), errors.Is(err, context.DeadlineExceeded):
-		return ReasonDatabaseUnreachable
+		return reasonDatabaseUnreachable
 	default:
-		return ReasonDatabaseError
+		return reasonDatabaseError
 	}
 }
 
 var reasonText = map[string]string{
-	ReasonWaitingForCredentials: "waiting for the database credentials from the sidecar",
-	ReasonCredentialsRejected:   "the database refused the login with the credentials from the sidecar",
-	ReasonDatabaseUnreachable:   "the database is unreachable",
-	ReasonDatabaseError:         "the database refused the connection (the application's log has the error)",
+	reasonWaitingForCredentials: "waiting for the database credentials from the sidecar",
+	reasonCredentialsRejected:   "the database refused the login with the credentials from the sidecar",
+	reasonDatabaseUnreachable:   "the database is unreachable",
+	reasonDatabaseError:         "the database refused the connection (the application's log has the error)",
 }
 
 // ReasonText is a sentence for a Reason word, safe to show to any caller.
@@ -51,7 +51,7 @@ func ReasonText(reason string) string {
 	if s, ok := reasonText[reason]; ok {
 		return s
 	}
-	return reasonText[ReasonDatabaseError]
+	return reasonText[reasonDatabaseError]
 }
 
 // NotReadyError is ErrNotReady with the reason the manager still has no pool.
@@ -109,7 +109,7 @@ func (w *waitState) notReady() *NotReadyError {
 	defer w.mu.Unlock()
 	e := &NotReadyError{Reason: w.reason, Attempts: w.attempts}
 	if e.Reason == "" {
-		e.Reason = ReasonWaitingForCredentials
+		e.Reason = reasonWaitingForCredentials
 	}
 	if d := time.Until(w.retryAt); !w.retryAt.IsZero() && d > 0 {
 		e.RetryIn = d

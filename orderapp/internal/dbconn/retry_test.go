@@ -30,8 +30,8 @@ var fastRetry = Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}
 // can connect, with no new offer. Meanwhile Ready says why, without the path.
 func TestFollowerRetriesUntilItWorks(t *testing.T) {
 	m, _, _ := newManager(t, dialect.SQLite, nil)
-	if nre := notReady(t, m); nre == nil || nre.Reason != ReasonWaitingForCredentials {
-		t.Fatalf("Ready before any set = %v, want reason %s", nre, ReasonWaitingForCredentials)
+	if nre := notReady(t, m); nre == nil || nre.Reason != reasonWaitingForCredentials {
+		t.Fatalf("Ready before any set = %v, want reason %s", nre, reasonWaitingForCredentials)
 	}
 	dir := filepath.Join(t.TempDir(), "later")
 	f := m.NewFollower(fastRetry)
@@ -46,8 +46,8 @@ func TestFollowerRetriesUntilItWorks(t *testing.T) {
 		return nre != nil && nre.Attempts >= 3
 	})
 	nre := notReady(t, m)
-	if nre.Reason != ReasonDatabaseError {
-		t.Errorf("reason = %q, want %q", nre.Reason, ReasonDatabaseError)
+	if nre.Reason != reasonDatabaseError {
+		t.Errorf("reason = %q, want %q", nre.Reason, reasonDatabaseError)
 	}
 	if msg := nre.Error(); msg == "" || containsAny(msg, dir, "orders.db") {
 		t.Errorf("not-ready message %q is empty or names the database", msg)
@@ -101,10 +101,10 @@ func TestReason(t *testing.T) {
 		err  error
 		want string
 	}{
-		{ErrNotReady, ReasonWaitingForCredentials},
-		{&NotReadyError{Reason: ReasonCredentialsRejected}, ReasonCredentialsRejected},
-		{context.DeadlineExceeded, ReasonDatabaseUnreachable},
-		{errors.New("database \"x\" does not exist"), ReasonDatabaseError},
+		{ErrNotReady, reasonWaitingForCredentials},
+		{&NotReadyError{Reason: reasonCredentialsRejected}, reasonCredentialsRejected},
+		{context.DeadlineExceeded, reasonDatabaseUnreachable},
+		{errors.New("database \"x\" does not exist"), reasonDatabaseError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

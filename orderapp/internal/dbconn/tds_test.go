@@ -95,14 +95,14 @@ func ucs2(s string) []byte {
 // connection string. What it cannot show: Azure SQL accepting the token.
 func TestSQLServerLoginCarriesToken(t *testing.T) {
 	addr, login := fakeTDS(t)
-	dsn, err := EntraDSN(dialect.SQLServer, secrets.Credentials{Server: addr, Database: "orders"})
+	dsn, err := entraDSN(dialect.SQLServer, secrets.Credentials{Server: addr, Database: "orders"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dsn = strings.Replace(dsn, "encrypt=true", "encrypt=disable", 1)
 	const token = "test-token-azure-sql-1"
 	var asked atomic.Int32
-	c, err := NewEntraConnector(dialect.SQLServer, dsn, func(context.Context) (Token, error) {
+	c, err := newEntraConnector(dialect.SQLServer, dsn, func(context.Context) (Token, error) {
 		asked.Add(1)
 		return Token{Value: token, Expires: time.Now().Add(time.Hour)}, nil
 	})

@@ -32,14 +32,14 @@ func ParseFormat(s string) (string, error) {
 // Header is the CSV header row.
 var Header = []string{"order_id", "client_id", "order_date", "status", "currency", "total_amount"}
 
-// Exporter is the repository call export needs; *orders.Repo implements it.
-type Exporter interface {
+// exporter is the repository call export needs; *orders.Repo implements it.
+type exporter interface {
 	Export(ctx context.Context, clientID int64, f orders.Filter, fn func(orders.Order) error) error
 }
 
 // Write streams the orders of clientID matching f to w in format and returns
 // how many it wrote.
-func Write(ctx context.Context, src Exporter, w io.Writer, format string, clientID int64, f orders.Filter) (int64, error) {
+func Write(ctx context.Context, src exporter, w io.Writer, format string, clientID int64, f orders.Filter) (int64, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var n int64
 	var cw *csv.Writer

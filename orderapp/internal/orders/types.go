@@ -100,7 +100,7 @@ func (a *Amount) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("amount must be a JSON string: %w", err)
 	}
-	v, err := ParseAmount(s)
+	v, err := parseAmount(s)
 	if err != nil {
 		return err
 	}
@@ -108,9 +108,9 @@ func (a *Amount) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseAmount reads a decimal string with at most two significant decimals
+// parseAmount reads a decimal string with at most two significant decimals
 // ("12", "12.5", "12.50", "12.5000"); more precision is an error, never rounded.
-func ParseAmount(s string) (Amount, error) {
+func parseAmount(s string) (Amount, error) {
 	orig := s
 	neg := strings.HasPrefix(s, "-")
 	s = strings.TrimPrefix(s, "-")
@@ -150,11 +150,11 @@ func ParseAmount(s string) (Amount, error) {
 func (a *Amount) Scan(src any) error {
 	switch v := src.(type) {
 	case string:
-		x, err := ParseAmount(v)
+		x, err := parseAmount(v)
 		*a = x
 		return err
 	case []byte:
-		x, err := ParseAmount(string(v))
+		x, err := parseAmount(string(v))
 		*a = x
 		return err
 	case float64:

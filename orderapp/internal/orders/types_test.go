@@ -30,12 +30,12 @@ func TestParseAmount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseAmount(tt.in)
+			got, err := parseAmount(tt.in)
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("ParseAmount(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+				t.Fatalf("parseAmount(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
 			}
 			if err == nil && got != tt.want {
-				t.Errorf("ParseAmount(%q) = %d, want %d", tt.in, got, tt.want)
+				t.Errorf("parseAmount(%q) = %d, want %d", tt.in, got, tt.want)
 			}
 		})
 	}

@@ -27,8 +27,8 @@ import (
 // needs time to open a connection with it, and clocks drift.
 const MinValidity = time.Minute
 
-// DefaultFetchTimeout bounds one fetch; the credential retries inside it.
-const DefaultFetchTimeout = 30 * time.Second
+// defaultFetchTimeout bounds one fetch; the credential retries inside it.
+const defaultFetchTimeout = 30 * time.Second
 
 // Back-off after a failed fetch, per scope: while it lasts, callers get the
 // last failure at once instead of each starting a fetch against an endpoint
@@ -152,7 +152,7 @@ func New(src Source, o Options) *Cache {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = DefaultFetchTimeout
+		o.FetchTimeout = defaultFetchTimeout
 	}
 	if o.RefreshBefore <= 0 {
 		o.RefreshBefore = config.Default().AccessTokens.RefreshBefore.D()

@@ -74,8 +74,8 @@ type App struct {
 	start    time.Time
 }
 
-// NewLogger builds the slog logger of cfg.Log.
-func NewLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
+// newLogger builds the slog logger of cfg.Log.
+func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
 	lvl, err := config.ParseLevel(l.Level)
 	if err != nil {
 		return nil, err
@@ -108,7 +108,7 @@ func New(cfg config.Config, o Options) (a *App, err error) {
 		if w == nil {
 			w = os.Stderr
 		}
-		if log, err = NewLogger(cfg.Log, w); err != nil {
+		if log, err = newLogger(cfg.Log, w); err != nil {
 			return nil, err
 		}
 	}
@@ -292,9 +292,6 @@ func (a *App) UnixPath() string { return addr(a.unix) }
 
 // OpsAddr is the address of the ops listener, "" when off.
 func (a *App) OpsAddr() string { return addr(a.opsLis) }
-
-// Cache returns the cache, for tests.
-func (a *App) Cache() *cache.Cache { return a.cache }
 
 func addr(l net.Listener) string {
 	if l == nil {

@@ -19,9 +19,9 @@ import (
 )
 
 const (
-	// PollInterval is how often the token file is read again. The kubelet
+	// pollInterval is how often the token file is read again. The kubelet
 	// itself takes up to a minute or two to update a Secret volume.
-	PollInterval = 2 * time.Second
+	pollInterval = 2 * time.Second
 	// Overlap is how long the previous token is still accepted after the
 	// sidecar saw a new one: long enough for a caller that read its copy
 	// just before the swap, and for its retries, short enough that a leaked
@@ -57,8 +57,8 @@ type Tokens struct {
 	reads      atomic.Int64
 }
 
-// ErrEmpty is a token file holding nothing but white space.
-var ErrEmpty = errors.New("is empty: put the bearer token callers must send in it")
+// errEmpty is a token file holding nothing but white space.
+var errEmpty = errors.New("is empty: put the bearer token callers must send in it")
 
 // New reads the token file; a missing, unreadable or empty file is an error.
 func New(path string, o Options) (*Tokens, error) {
@@ -82,7 +82,7 @@ func (t *Tokens) read() ([]byte, error) {
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return nil, fmt.Errorf("clientAuth.tokenFile %s %w", t.path, ErrEmpty)
+		return nil, fmt.Errorf("clientAuth.tokenFile %s %w", t.path, errEmpty)
 	}
 	return []byte("Bearer " + tok), nil
 }
@@ -147,11 +147,11 @@ func (t *Tokens) match(got []byte) bool {
 		subtle.ConstantTimeCompare(got, t.previous) == 1
 }
 
-// Run polls the file every PollInterval until stop is closed.
+// Run polls the file every pollInterval until stop is closed.
 func (t *Tokens) Run(stop <-chan struct{}) {
 	failing := false
 	for {
-		tm := time.NewTimer(PollInterval)
+		tm := time.NewTimer(pollInterval)
 		select {
 		case <-stop:
 			tm.Stop()

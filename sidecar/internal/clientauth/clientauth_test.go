@@ -40,7 +40,7 @@ func TestRotationBySymlinkSwap(t *testing.T) {
 		if g := tk.Generation(); g != 0 {
 			t.Fatalf("generation %d before the poll, want 0", g)
 		}
-		time.Sleep(PollInterval)
+		time.Sleep(pollInterval)
 		synctest.Wait()
 		if g := tk.Generation(); g != 1 {
 			t.Fatalf("generation %d after one poll, want 1", g)

@@ -18,14 +18,14 @@ type AccessTokens struct {
 
 // Bounds of accessTokens.
 const (
-	// MinRefreshBefore keeps the background refresh ahead of the 1-minute
+	// minRefreshBefore keeps the background refresh ahead of the 1-minute
 	// window in which a token is no longer served, with a minute to spare.
-	MinRefreshBefore = 2 * time.Minute
-	// MaxRefreshBefore: Entra access tokens live 60 to 90 minutes, so
+	minRefreshBefore = 2 * time.Minute
+	// maxRefreshBefore: Entra access tokens live 60 to 90 minutes, so
 	// refreshing more than an hour ahead would refresh on every fetch.
-	MaxRefreshBefore = time.Hour
-	// MaxScopes bounds the allowlist (and with it the metric series per scope).
-	MaxScopes = 20
+	maxRefreshBefore = time.Hour
+	// maxScopes bounds the allowlist (and with it the metric series per scope).
+	maxScopes = 20
 	// MaxScopeLen bounds one scope.
 	MaxScopeLen = 256
 )
@@ -58,8 +58,8 @@ func ValidScope(s string) bool {
 
 // validate checks the accessTokens section.
 func (at AccessTokens) validate(ps *Problems) {
-	if len(at.Scopes) > MaxScopes {
-		ps.add("accessTokens.scopes", "at most %d scopes, got %d", MaxScopes, len(at.Scopes))
+	if len(at.Scopes) > maxScopes {
+		ps.add("accessTokens.scopes", "at most %d scopes, got %d", maxScopes, len(at.Scopes))
 	}
 	seen := make(map[string]int, len(at.Scopes))
 	for i, s := range at.Scopes {
@@ -74,8 +74,8 @@ func (at AccessTokens) validate(ps *Problems) {
 		}
 		seen[s] = i
 	}
-	if rb := at.RefreshBefore.D(); rb < MinRefreshBefore || rb > MaxRefreshBefore {
-		ps.add("accessTokens.refreshBefore", "must be from %s to %s (tokens are not served in their last minute), got %s", MinRefreshBefore, MaxRefreshBefore, rb)
+	if rb := at.RefreshBefore.D(); rb < minRefreshBefore || rb > maxRefreshBefore {
+		ps.add("accessTokens.refreshBefore", "must be from %s to %s (tokens are not served in their last minute), got %s", minRefreshBefore, maxRefreshBefore, rb)
 	}
 }
 

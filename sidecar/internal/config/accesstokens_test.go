@@ -42,7 +42,7 @@ func TestValidScope(t *testing.T) {
 
 func TestAccessTokensValidation(t *testing.T) {
 	tooMany := "  scopes:\n"
-	for i := range MaxScopes + 1 {
+	for i := range maxScopes + 1 {
 		tooMany += "    - https://db" + string(rune('a'+i)) + ".example/.default\n"
 	}
 	for _, tc := range []struct {

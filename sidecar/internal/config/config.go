@@ -55,8 +55,8 @@ func Default() Config {
 		Listen: Listen{
 			GRPC:              "127.0.0.1:50051",
 			Ops:               "0.0.0.0:9090",
-			MaxConnections:    DefaultMaxConnections,
-			OpsMaxConnections: DefaultOpsMaxConnections,
+			MaxConnections:    defaultMaxConnections,
+			OpsMaxConnections: defaultOpsMaxConnections,
 		},
 		Log:          Log{Level: "info", Format: "json"},
 		AccessTokens: AccessTokens{RefreshBefore: Duration(5 * time.Minute)},

@@ -196,7 +196,7 @@ func TestValidateListen(t *testing.T) {
 			cfg := Default()
 			cfg.Vault.URL = "https://x.vault.azure.net/"
 			cfg.Secrets = []Secret{{Name: "a"}}
-			tt.listen.MaxConnections, tt.listen.OpsMaxConnections = DefaultMaxConnections, DefaultOpsMaxConnections
+			tt.listen.MaxConnections, tt.listen.OpsMaxConnections = defaultMaxConnections, defaultOpsMaxConnections
 			cfg.Listen = tt.listen
 			cfg.ClientAuth.AllowedUIDs = tt.uids
 			err := cfg.Validate()

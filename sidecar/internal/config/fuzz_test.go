@@ -17,7 +17,7 @@ func FuzzParse(f *testing.F) {
 		cfg, err := Parse(data)
 		if err != nil {
 			var ps Problems
-			if !IsSyntaxError(err) && (!errors.As(err, &ps) || len(ps) == 0) {
+			if !isSyntaxError(err) && (!errors.As(err, &ps) || len(ps) == 0) {
 				t.Fatalf("Parse error %v is neither a syntax error nor a non-empty Problems", err)
 			}
 			if !errors.Is(err, ErrInvalid) {

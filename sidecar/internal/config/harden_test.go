@@ -53,7 +53,7 @@ func TestValidateRanges(t *testing.T) {
 		{"token file relative", func(c *Config) { c.ClientAuth.TokenFile = "token" }, []string{"clientAuth.tokenFile"}},
 		{"negative connections", func(c *Config) { c.Listen.MaxConnections = -1 }, []string{"listen.maxConnections"}},
 		{"zero connections reads as the default", func(c *Config) { c.Listen.MaxConnections, c.Listen.OpsMaxConnections = 0, 0 }, nil},
-		{"too many connections", func(c *Config) { c.Listen.MaxConnections = MaxConnectionsLimit + 1 }, []string{"listen.maxConnections"}},
+		{"too many connections", func(c *Config) { c.Listen.MaxConnections = maxConnectionsLimit + 1 }, []string{"listen.maxConnections"}},
 		{"no ops connections allowed", func(c *Config) { c.Listen.OpsMaxConnections = -1 }, []string{"listen.opsMaxConnections"}},
 	}
 	for _, tt := range tests {
@@ -122,14 +122,14 @@ func TestAllowedUIDsOverTCP(t *testing.T) {
 // TestParseSyntaxErrorAlone: a YAML syntax error is the only problem reported.
 func TestParseSyntaxErrorAlone(t *testing.T) {
 	_, err := Parse([]byte("vault: {url: https://x.vault.azure.net/\nsecrets: [\n"))
-	if !IsSyntaxError(err) {
+	if !isSyntaxError(err) {
 		t.Fatalf("Parse = %v, want a syntax error", err)
 	}
 	if !strings.Contains(err.Error(), "not valid YAML") {
 		t.Errorf("error %q does not say the YAML is invalid", err)
 	}
 	_, err = Parse([]byte("valut: {}\n"))
-	if err == nil || IsSyntaxError(err) {
+	if err == nil || isSyntaxError(err) {
 		t.Errorf("an unknown key is not a syntax error: %v", err)
 	}
 }

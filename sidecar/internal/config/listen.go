@@ -28,9 +28,9 @@ type Listen struct {
 
 // Connection bounds of the listeners (listen.maxConnections, listen.opsMaxConnections).
 const (
-	DefaultMaxConnections    = 256
-	DefaultOpsMaxConnections = 32
-	MaxConnectionsLimit      = 10000
+	defaultMaxConnections    = 256
+	defaultOpsMaxConnections = 32
+	maxConnectionsLimit      = 10000
 )
 
 // maxSocketPath is what sockaddr_un's 108-byte sun_path holds with its NUL.
@@ -41,10 +41,10 @@ const maxSocketPath = 107
 func (l Listen) ConnectionLimits() (grpc, ops int) {
 	grpc, ops = l.MaxConnections, l.OpsMaxConnections
 	if grpc == 0 {
-		grpc = DefaultMaxConnections
+		grpc = defaultMaxConnections
 	}
 	if ops == 0 {
-		ops = DefaultOpsMaxConnections
+		ops = defaultOpsMaxConnections
 	}
 	return grpc, ops
 }
@@ -66,11 +66,11 @@ func (l Listen) validate(ps *Problems) {
 	case len(l.Unix) > maxSocketPath:
 		ps.add("listen.unix", "is %d bytes; a unix socket path holds at most %d: choose a shorter directory", len(l.Unix), maxSocketPath)
 	}
-	if l.MaxConnections < 0 || l.MaxConnections > MaxConnectionsLimit {
-		ps.add("listen.maxConnections", "must be 1 to %d (0: the default %d), got %d", MaxConnectionsLimit, DefaultMaxConnections, l.MaxConnections)
+	if l.MaxConnections < 0 || l.MaxConnections > maxConnectionsLimit {
+		ps.add("listen.maxConnections", "must be 1 to %d (0: the default %d), got %d", maxConnectionsLimit, defaultMaxConnections, l.MaxConnections)
 	}
-	if l.OpsMaxConnections < 0 || l.OpsMaxConnections > MaxConnectionsLimit {
-		ps.add("listen.opsMaxConnections", "must be 1 to %d (0: the default %d), got %d", MaxConnectionsLimit, DefaultOpsMaxConnections, l.OpsMaxConnections)
+	if l.OpsMaxConnections < 0 || l.OpsMaxConnections > maxConnectionsLimit {
+		ps.add("listen.opsMaxConnections", "must be 1 to %d (0: the default %d), got %d", maxConnectionsLimit, defaultOpsMaxConnections, l.OpsMaxConnections)
 	}
 	if l.Ops != "" {
 		if msg := checkTCP(l.Ops, false); msg != "" {

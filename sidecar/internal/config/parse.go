@@ -90,8 +90,8 @@ func (e *SyntaxError) Unwrap() error { return e.err }
 // Is makes errors.Is(err, ErrInvalid) true for a syntax error.
 func (e *SyntaxError) Is(target error) bool { return target == ErrInvalid }
 
-// IsSyntaxError reports whether err is a YAML syntax error from Parse.
-func IsSyntaxError(err error) bool {
+// isSyntaxError reports whether err is a YAML syntax error from Parse.
+func isSyntaxError(err error) bool {
 	var se *SyntaxError
 	return errors.As(err, &se)
 }

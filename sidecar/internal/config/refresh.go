@@ -11,16 +11,16 @@ type Refresh struct {
 	RefuseExpired bool     `yaml:"refuseExpired"`
 }
 
-// MaxInterval bounds refresh.interval: a day between reads is already long for a secret.
-const MaxInterval = 24 * time.Hour
+// maxInterval bounds refresh.interval: a day between reads is already long for a secret.
+const maxInterval = 24 * time.Hour
 
 // validate checks the refresh section.
 func (r Refresh) validate(ps *Problems) {
 	switch {
 	case r.Interval.D() < time.Second:
 		ps.add("refresh.interval", "must be at least 1s, got %s", r.Interval.D())
-	case r.Interval.D() > MaxInterval:
-		ps.add("refresh.interval", "must be at most %s (a day), got %s", MaxInterval, r.Interval.D())
+	case r.Interval.D() > maxInterval:
+		ps.add("refresh.interval", "must be at most %s (a day), got %s", maxInterval, r.Interval.D())
 	}
 	// Written so that NaN, which fails every comparison, fails it too.
 	if !(r.Jitter >= 0 && r.Jitter < 1) {

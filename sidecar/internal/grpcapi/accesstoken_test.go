@@ -119,7 +119,7 @@ func TestTokenStatusTable(t *testing.T) {
 func BenchmarkGetAccessTokenHit(b *testing.B) {
 	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
 	m.InitMethod(tokenMethod, false)
-	svc := NewService(loadedCache(b, m, "db-password"), testNames).WithTokens(tokenCache(m, nil, sqlScope))
+	svc := newService(loadedCache(b, m, "db-password"), testNames).WithTokens(tokenCache(m, nil, sqlScope))
 	ic := newInterceptors(m, "")
 	info := &grpc.UnaryServerInfo{FullMethod: tokenMethod}
 	req := &secretproxyv1.GetAccessTokenRequest{Scope: sqlScope}

@@ -30,7 +30,7 @@ func TestBatchGetRules(t *testing.T) {
 	vault := staticVault{"a": "test-value-a", "b": "test-value-b"} // "gone" is absent
 	c := cache.New(cfg, vault, cache.Options{})
 	c.Pass(t.Context(), cache.AllSecrets)
-	s := NewService(c, testNames)
+	s := newService(c, testNames)
 
 	repeat := func(n int) []string {
 		names := make([]string, n)
@@ -97,7 +97,7 @@ func TestBatchGetWaitsFiveSecondsWithoutDeadline(t *testing.T) {
 		cfg.Secrets = []config.Secret{{Name: "a"}, {Name: "b"}}
 		c := cache.New(cfg, outageVault{}, cache.Options{})
 		c.Pass(t.Context(), cache.AllSecrets)
-		s := NewService(c, testNames)
+		s := newService(c, testNames)
 
 		start := time.Now()
 		done := make(chan error, 1)

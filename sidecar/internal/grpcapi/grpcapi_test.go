@@ -85,7 +85,7 @@ func TestHitAllocatesOnlyTheResponse(t *testing.T) {
 	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "test")
 	m.InitMethod(getMethod, false)
 	c := loadedCache(t, m, "db-password")
-	svc := NewService(c, testNames)
+	svc := newService(c, testNames)
 	ic := newInterceptors(m, "")
 	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
 	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
@@ -208,7 +208,7 @@ func BenchmarkCacheGetHit(b *testing.B) {
 func benchUnaryHit(b *testing.B, token string, ctx context.Context) {
 	m := metrics.New(prometheus.NewRegistry(), []string{"db-password"}, "bench")
 	m.InitMethod(getMethod, false)
-	svc := NewService(loadedCache(b, m, "db-password"), testNames)
+	svc := newService(loadedCache(b, m, "db-password"), testNames)
 	ic := newInterceptors(m, token)
 	info := &grpc.UnaryServerInfo{FullMethod: getMethod}
 	req := &secretproxyv1.GetSecretRequest{Name: "db-password"}
@@ -367,8 +367,8 @@ func TestNameRuleIsTheBackends(t *testing.T) {
 			assertStatus(t, err, tt.code, tt.msg)
 		})
 	}
-	if !panics(func() { NewService(loadedCache(t, m, "a"), source.NameRule{}) }) {
-		t.Error("NewService without a name rule must refuse to build")
+	if !panics(func() { newService(loadedCache(t, m, "a"), source.NameRule{}) }) {
+		t.Error("newService without a name rule must refuse to build")
 	}
 }
 

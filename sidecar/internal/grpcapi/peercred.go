@@ -9,10 +9,10 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// PeerInfo is the AuthInfo of a connection: on the unix socket it carries the
+// peerInfo is the AuthInfo of a connection: on the unix socket it carries the
 // peer's uid and pid from SO_PEERCRED, which the kernel fills in at connect
 // time and the peer cannot forge.
-type PeerInfo struct {
+type peerInfo struct {
 	credentials.CommonAuthInfo
 	Unix    bool
 	HasCred bool
@@ -21,12 +21,12 @@ type PeerInfo struct {
 }
 
 // AuthType names this AuthInfo.
-func (PeerInfo) AuthType() string { return "peercred" }
+func (peerInfo) AuthType() string { return "peercred" }
 
-// PeerCredentials returns transport credentials that add no encryption (the
+// peerCredentials returns transport credentials that add no encryption (the
 // API is local only: loopback or a unix socket) and record the peer's
 // credentials on unix-socket connections.
-func PeerCredentials() credentials.TransportCredentials { return peerCreds{} }
+func peerCredentials() credentials.TransportCredentials { return peerCreds{} }
 
 type peerCreds struct{}
 
@@ -35,7 +35,7 @@ func (peerCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, c
 }
 
 func (peerCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	info := PeerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}
+	info := peerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}
 	under := conn
 	// A bounded listener (connlimit) wraps the connection; the credentials
 	// belong to the socket underneath.

@@ -28,8 +28,8 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
-// ServiceName is the health service name of the API.
-const ServiceName = "secretproxy.v1.SecretService"
+// serviceName is the health service name of the API.
+const serviceName = "secretproxy.v1.SecretService"
 
 // streamWorkers is how many goroutines serve calls (grpc.NumStreamWorkers):
 // enough for 64 calls at once over one connection, the load of
@@ -79,7 +79,7 @@ func NewServer(o ServerOptions) *Server {
 		ic.auth = staticToken([]byte("Bearer " + o.Token))
 	}
 	s := grpc.NewServer(
-		grpc.Creds(PeerCredentials()),
+		grpc.Creds(peerCredentials()),
 		grpc.MaxRecvMsgSize(256<<10),
 		// What the project's client accepts: a larger message fails the
 		// call RESOURCE_EXHAUSTED on this side, where it is counted,
@@ -103,10 +103,10 @@ func NewServer(o ServerOptions) *Server {
 		// goroutine per call.
 		grpc.NumStreamWorkers(streamWorkers),
 	)
-	secretproxyv1.RegisterSecretServiceServer(s, NewService(o.Cache, o.Names).WithTokens(o.Tokens))
+	secretproxyv1.RegisterSecretServiceServer(s, newService(o.Cache, o.Names).WithTokens(o.Tokens))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus(serviceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	drain := make(chan struct{})
 	healthpb.RegisterHealthServer(s, drainingHealth{Server: hs, drain: drain})
 	if o.Reflection {
@@ -137,7 +137,7 @@ func (s *Server) SetReady(ready bool) {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	s.Health.SetServingStatus("", st)
-	s.Health.SetServingStatus(ServiceName, st)
+	s.Health.SetServingStatus(serviceName, st)
 }
 
 type interceptors struct {
@@ -234,7 +234,7 @@ func (ic *interceptors) authorize(ctx context.Context, method string) error {
 	}
 	if len(ic.allowedUIDs) > 0 {
 		if p, ok := peer.FromContext(ctx); ok {
-			if pi, ok := p.AuthInfo.(PeerInfo); ok && pi.Unix && (!pi.HasCred || !slices.Contains(ic.allowedUIDs, pi.UID)) {
+			if pi, ok := p.AuthInfo.(peerInfo); ok && pi.Unix && (!pi.HasCred || !slices.Contains(ic.allowedUIDs, pi.UID)) {
 				ic.log.Warn("refused a unix-socket caller whose uid is not in clientAuth.allowedUIDs", "uid", pi.UID, "pid", pi.PID)
 				return status.Error(codes.Unauthenticated, "this process's uid may not call secret-proxy: add it to clientAuth.allowedUIDs")
 			}

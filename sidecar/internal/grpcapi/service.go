@@ -20,8 +20,8 @@ import (
 	"github.com/secretproxy/secretproxy/sidecar/internal/source"
 )
 
-// MaxBatch is the most names one BatchGetSecrets may ask for.
-const MaxBatch = 100
+// maxBatch is the most names one BatchGetSecrets may ask for.
+const maxBatch = 100
 
 // batchWait bounds a batch without a deadline: the cache answers 100 ms
 // before a deadline, so this gives the same 5 s as a single read.
@@ -39,8 +39,8 @@ type Service struct {
 	tokens *accesstoken.Cache
 }
 
-// NewService returns the API over c, checking names with the backend's rule.
-func NewService(c *cache.Cache, names source.NameRule) *Service {
+// newService returns the API over c, checking names with the backend's rule.
+func newService(c *cache.Cache, names source.NameRule) *Service {
 	if names.Valid == nil {
 		panic("grpcapi: the backend's name rule is required")
 	}
@@ -92,8 +92,8 @@ func (s *Service) BatchGetSecrets(ctx context.Context, req *secretproxyv1.BatchG
 	switch {
 	case len(names) == 0:
 		return nil, status.Error(codes.InvalidArgument, "names is empty: ask for 1 to 100 declared secrets")
-	case len(names) > MaxBatch:
-		return nil, status.Errorf(codes.InvalidArgument, "%d names asked for: ask for at most %d per call", len(names), MaxBatch)
+	case len(names) > maxBatch:
+		return nil, status.Errorf(codes.InvalidArgument, "%d names asked for: ask for at most %d per call", len(names), maxBatch)
 	}
 	for _, n := range names {
 		if !s.names.Valid(n) {

@@ -19,9 +19,9 @@ const Namespace = "secretproxy"
 
 // Cache read results.
 const (
-	ReadHit       = "hit"
-	ReadWait      = "wait"
-	ReadCoalesced = "coalesced"
+	readHit       = "hit"
+	readWait      = "wait"
+	readCoalesced = "coalesced"
 )
 
 // Refresh results.
@@ -163,9 +163,9 @@ func New(reg prometheus.Registerer, declared []string, version string) *Metrics 
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	m.ReadHitCounter = m.CacheReads.WithLabelValues(ReadHit)
-	m.ReadWaitCounter = m.CacheReads.WithLabelValues(ReadWait)
-	m.ReadCoalescedCounter = m.CacheReads.WithLabelValues(ReadCoalesced)
+	m.ReadHitCounter = m.CacheReads.WithLabelValues(readHit)
+	m.ReadWaitCounter = m.CacheReads.WithLabelValues(readWait)
+	m.ReadCoalescedCounter = m.CacheReads.WithLabelValues(readCoalesced)
 	m.VaultDuration.WithLabelValues("get")
 	m.TokenRequests.WithLabelValues("success")
 	m.TokenRequests.WithLabelValues("error")
@@ -193,7 +193,7 @@ func (m *Metrics) InitScopes(scopes []string) {
 // grpc.ServerInfo ("/pkg.Service/Method"); streaming says whether it streams
 // from the server.
 func (m *Metrics) InitMethod(fullMethod string, streaming bool) {
-	service, method := SplitMethod(fullMethod)
+	service, method := splitMethod(fullMethod)
 	typ := "unary"
 	if streaming {
 		typ = "server_stream"
@@ -209,8 +209,8 @@ func (m *Metrics) InitMethod(fullMethod string, streaming bool) {
 // Call InitMethod for every method before serving: the map is not locked.
 func (m *Metrics) Method(fullMethod string) *Method { return m.methods[fullMethod] }
 
-// SplitMethod splits "/pkg.Service/Method" into service and method.
-func SplitMethod(full string) (service, method string) {
+// splitMethod splits "/pkg.Service/Method" into service and method.
+func splitMethod(full string) (service, method string) {
 	full = strings.TrimPrefix(full, "/")
 	if i := strings.LastIndexByte(full, '/'); i >= 0 {
 		return full[:i], full[i+1:]

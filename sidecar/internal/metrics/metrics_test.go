@@ -89,8 +89,8 @@ func TestLint(t *testing.T) {
 }
 
 func TestSplitMethod(t *testing.T) {
-	s, m := SplitMethod("/secretproxy.v1.SecretService/GetSecret")
+	s, m := splitMethod("/secretproxy.v1.SecretService/GetSecret")
 	if s != "secretproxy.v1.SecretService" || m != "GetSecret" {
-		t.Errorf("SplitMethod = %q %q", s, m)
+		t.Errorf("splitMethod = %q %q", s, m)
 	}
 }

@@ -11,11 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// ReadyFunc reports readiness and, when not ready, why.
-type ReadyFunc func() (ready bool, reason string)
+// readyFunc reports readiness and, when not ready, why.
+type readyFunc func() (ready bool, reason string)
 
 // Handler returns the ops mux.
-func Handler(g prometheus.Gatherer, ready ReadyFunc) http.Handler {
+func Handler(g prometheus.Gatherer, ready readyFunc) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {

@@ -61,8 +61,8 @@ func ValidName(s string) bool {
 	return true
 }
 
-// ValidVersion reports whether v is a Key Vault version id ("" is the latest).
-func ValidVersion(v string) bool {
+// validVersion reports whether v is a Key Vault version id ("" is the latest).
+func validVersion(v string) bool {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
@@ -120,7 +120,7 @@ func ValidateSecret(path, name, vaultSecret, version string) problem.List {
 	if vaultSecret != "" && !ValidName(vaultSecret) {
 		ps.Add(path+".vaultSecret", "%q is not a Key Vault secret name (1-127 of [0-9A-Za-z-])", vaultSecret)
 	}
-	if version != "" && !ValidVersion(version) {
+	if version != "" && !validVersion(version) {
 		ps.Add(path+".version", "%q is not a Key Vault version id (letters and digits)", version)
 	}
 	return ps
