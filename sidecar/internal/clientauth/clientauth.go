@@ -22,11 +22,11 @@ const (
 	// pollInterval is how often the token file is read again. The kubelet
 	// itself takes up to a minute or two to update a Secret volume.
 	pollInterval = 2 * time.Second
-	// Overlap is how long the previous token is still accepted after the
+	// overlap is how long the previous token is still accepted after the
 	// sidecar saw a new one: long enough for a caller that read its copy
 	// just before the swap, and for its retries, short enough that a leaked
 	// token rotated away stops working within minutes.
-	Overlap = 2 * time.Minute
+	overlap = 2 * time.Minute
 	// reloadOnMismatch bounds how often a wrong token makes the file be read
 	// again, so that a caller sending garbage cannot make the sidecar read
 	// the file on every call.
@@ -103,10 +103,10 @@ func (t *Tokens) Reload() error {
 		return nil
 	}
 	t.previous, t.current = t.current, tok
-	t.previousUntil = now.Add(Overlap)
+	t.previousUntil = now.Add(overlap)
 	t.generation.Add(1)
 	t.log.Info("bearer token changed in clientAuth.tokenFile; the previous one is accepted for the overlap",
-		"overlap", Overlap, "previousUntil", t.previousUntil)
+		"overlap", overlap, "previousUntil", t.previousUntil)
 	return nil
 }
 

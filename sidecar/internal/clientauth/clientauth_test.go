@@ -54,7 +54,7 @@ func TestRotationBySymlinkSwap(t *testing.T) {
 		}{
 			{"new token", 0, "test-token-2", true},
 			{"previous token within the overlap", 0, "test-token-1", true},
-			{"previous token at the end of the overlap", Overlap - time.Second, "test-token-1", true},
+			{"previous token at the end of the overlap", overlap - time.Second, "test-token-1", true},
 			{"previous token after the overlap", 2 * time.Second, "test-token-1", false},
 			{"new token after the overlap", 0, "test-token-2", true},
 			{"unknown token", 0, "test-token-3", false},
