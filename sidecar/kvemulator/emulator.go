@@ -184,6 +184,42 @@ type Emulator struct {
 
 // Start starts both listeners; they are serving when it returns.
 func Start(opts Options) (*Emulator, error) {
+	e, err := newEmulator(opts)
+	if err != nil {
+		return nil, err
+	}
+	vaultAddr, identityAddr, err := listenAddrs(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.generateCredentials(); err != nil {
+		return nil, err
+	}
+	vl, il, err := listenBoth(vaultAddr, identityAddr)
+	if err != nil {
+		return nil, err
+	}
+	e.vaultURL = "https://" + vl.Addr().String() + "/"
+	e.identityAddr = il.Addr().String()
+
+	// Seed after the vault URL is known: secret ids embed it.
+	for name, value := range opts.Secrets {
+		e.SetSecret(name, value)
+	}
+
+	e.buildServers()
+	go func() { e.serveErrs <- e.vaultSrv.ServeTLS(vl, "", "") }()
+	go func() { e.serveErrs <- e.identitySrv.Serve(il) }()
+
+	e.log.Info("kv-emulator started", "vault_url", e.vaultURL, "identity_addr", e.identityAddr,
+		"tenant_id", e.tenantID, "secrets", len(opts.Secrets), "rate_limit", e.rate.limit.String())
+	return e, nil
+}
+
+// newEmulator applies the defaults for options left zero and rejects bad
+// options, before any key is generated or port opened, so a mistake costs
+// nothing and leaves nothing to clean up.
+func newEmulator(opts Options) (*Emulator, error) {
 	e := &Emulator{
 		log:           opts.Logger,
 		now:           opts.Now,
@@ -195,18 +231,7 @@ func Start(opts Options) (*Emulator, error) {
 		serveErrs:     make(chan error, 2),
 		newConns:      map[net.Conn]struct{}{},
 	}
-	if e.log == nil {
-		e.log = slog.New(slog.DiscardHandler)
-	}
-	if e.now == nil {
-		e.now = time.Now
-	}
-	if e.tenantID == "" {
-		e.tenantID = DefaultTenantID
-	}
-	if e.tokenLifetime <= 0 {
-		e.tokenLifetime = DefaultTokenLifetime
-	}
+	e.applyDefaults()
 	if opts.RateLimit.Reads < 0 || opts.RateLimit.Window < 0 {
 		return nil, fmt.Errorf("invalid rate limit %d/%s: use a positive number of requests per window, or zero for none", opts.RateLimit.Reads, opts.RateLimit.Window)
 	}
@@ -219,7 +244,32 @@ func Start(opts Options) (*Emulator, error) {
 			return nil, fmt.Errorf("initial secrets: %w", err)
 		}
 	}
-	vaultAddr, identityAddr := opts.VaultAddr, opts.IdentityAddr
+	return e, nil
+}
+
+// applyDefaults fills the fields a zero Options leaves empty, so that
+// Start(Options{}) gives a working emulator with a silent log.
+func (e *Emulator) applyDefaults() {
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.tenantID == "" {
+		e.tenantID = DefaultTenantID
+	}
+	if e.tokenLifetime <= 0 {
+		e.tokenLifetime = DefaultTokenLifetime
+	}
+}
+
+// listenAddrs returns the two listen addresses, an ephemeral loopback port
+// for each one not given, and refuses any address that is not loopback: the
+// emulator hands out tokens to whoever asks, so it must not be reachable
+// from another machine.
+func listenAddrs(opts Options) (vaultAddr, identityAddr string, err error) {
+	vaultAddr, identityAddr = opts.VaultAddr, opts.IdentityAddr
 	if vaultAddr == "" {
 		vaultAddr = "127.0.0.1:0"
 	}
@@ -227,40 +277,50 @@ func Start(opts Options) (*Emulator, error) {
 		identityAddr = "127.0.0.1:0"
 	}
 	if err := CheckLoopback(vaultAddr); err != nil {
-		return nil, fmt.Errorf("vault listen address: %w", err)
+		return "", "", fmt.Errorf("vault listen address: %w", err)
 	}
 	if err := CheckLoopback(identityAddr); err != nil {
-		return nil, fmt.Errorf("identity listen address: %w", err)
+		return "", "", fmt.Errorf("identity listen address: %w", err)
 	}
+	return vaultAddr, identityAddr, nil
+}
 
+// generateCredentials makes this instance's identity header, federated
+// token and TLS CA afresh on every start: nothing of the kind is baked into
+// the binary, and a client trusts only the one emulator it was given.
+func (e *Emulator) generateCredentials() error {
 	var err error
 	if e.identityHeader, err = randomHex(16); err != nil {
-		return nil, err
+		return err
 	}
 	if e.federatedToken, err = newFederatedToken(e.tenantID); err != nil {
-		return nil, err
+		return err
 	}
 	if e.caPEM, e.caPool, e.tlsCert, err = newTLSMaterial(); err != nil {
-		return nil, fmt.Errorf("generate test ca: %w", err)
+		return fmt.Errorf("generate test ca: %w", err)
 	}
+	return nil
+}
 
-	vl, err := net.Listen("tcp", vaultAddr)
+// listenBoth opens the vault and identity listeners, closing the first if
+// the second fails so a failed Start leaks no port.
+func listenBoth(vaultAddr, identityAddr string) (vl, il net.Listener, err error) {
+	vl, err = net.Listen("tcp", vaultAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen vault: %w", err)
+		return nil, nil, fmt.Errorf("listen vault: %w", err)
 	}
-	il, err := net.Listen("tcp", identityAddr)
+	il, err = net.Listen("tcp", identityAddr)
 	if err != nil {
 		vl.Close()
-		return nil, fmt.Errorf("listen identity: %w", err)
+		return nil, nil, fmt.Errorf("listen identity: %w", err)
 	}
-	e.vaultURL = "https://" + vl.Addr().String() + "/"
-	e.identityAddr = il.Addr().String()
+	return vl, il, nil
+}
 
-	// Seed after the vault URL is known: secret ids embed it.
-	for name, value := range opts.Secrets {
-		e.SetSecret(name, value)
-	}
-
+// buildServers configures the vault server (TLS) and the identity server
+// (plain HTTP, as the real managed-identity endpoints are); both track new
+// connections for Close.
+func (e *Emulator) buildServers() {
 	errLog := slog.NewLogLogger(e.log.Handler(), slog.LevelDebug)
 	// HTTP/1.1 only: an HTTP/2 server's graceful shutdown waits a full
 	// second for clients to hang up after GOAWAY, which would make every
@@ -284,12 +344,6 @@ func Start(opts Options) (*Emulator, error) {
 		ConnState:         e.trackConn,
 		ErrorLog:          errLog,
 	}
-	go func() { e.serveErrs <- e.vaultSrv.ServeTLS(vl, "", "") }()
-	go func() { e.serveErrs <- e.identitySrv.Serve(il) }()
-
-	e.log.Info("kv-emulator started", "vault_url", e.vaultURL, "identity_addr", e.identityAddr,
-		"tenant_id", e.tenantID, "secrets", len(opts.Secrets), "rate_limit", e.rate.limit.String())
-	return e, nil
 }
 
 // Close stops both listeners, waiting up to five seconds per listener for

@@ -71,22 +71,7 @@ func TestChartDefaultsAreTheBinarys(t *testing.T) {
 // config.yaml of the sidecar's ConfigMap.
 func renderedSidecarConfig(t *testing.T, valuesFile string) string {
 	t.Helper()
-	charts, err := ChartsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := LoadChart(filepath.Join(charts, "orderapp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vals, err := ReadValues(valuesFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := Render(ch, vals)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ms := renderOrderapp(t, valuesFile)
 	for _, m := range ms {
 		var obj struct {
 			Kind     string
@@ -187,19 +172,9 @@ func TestLibraryOwnsItsValues(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			ch, err := LoadChart(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ms, err := Render(ch, map[string]any{})
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("render error = %v, want one containing %q", err, tt.wantErr)
-				}
+			ms, ok := renderChartDir(t, dir, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if len(ms) != 1 || !strings.Contains(ms[0].YAML, tt.want) || !strings.Contains(ms[0].YAML, "periodSeconds: 2") {
 				t.Errorf("rendered %v, want the sidecar with the library's image and probes", ms)

@@ -2,7 +2,6 @@ package chartcheck
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -153,15 +152,7 @@ type declared struct {
 // declaredSecrets are secretProxy.secrets after the ci values are merged over the chart's defaults.
 func (r rendered) declaredSecrets(t *testing.T) []declared {
 	t.Helper()
-	charts, err := ChartsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := LoadChart(filepath.Join(charts, "orderapp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	merged, err := chartutil.CoalesceValues(ch, r.values)
+	merged, err := chartutil.CoalesceValues(orderappChart(t), r.values)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,19 +121,9 @@ spec:
 			writeFile(t, filepath.Join(dir, "Chart.yaml"), "apiVersion: v2\nname: author\nversion: 0.1.0\ndependencies:\n  - name: secret-proxy\n    version: 0.1.0\n    alias: secretProxy\n")
 			writeFile(t, filepath.Join(dir, "values.yaml"), "secretProxy:\n  vault:\n    url: https://test-vault.vault.azure.net/\n  auth:\n    clientId: 00000000-0000-0000-0000-000000000001\n  secrets:\n    - name: db-user\n")
 			writeFile(t, filepath.Join(dir, "templates", "deployment.yaml"), strings.Replace(pod, "ARG", tt.arg, 1))
-			ch, err := LoadChart(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ms, err := Render(ch, map[string]any{})
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("render error = %v, want one containing %q", err, tt.wantErr)
-				}
+			ms, ok := renderChartDir(t, dir, tt.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			dec, err := NewDecoder()
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/chart"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -57,8 +58,8 @@ func (r rendered) kinds() []string {
 	return kinds
 }
 
-// renderCI renders charts/orderapp with one ci values file and strictly decodes every object.
-func renderCI(t *testing.T, valuesFile string) rendered {
+// orderappChart loads charts/orderapp.
+func orderappChart(t *testing.T) *chart.Chart {
 	t.Helper()
 	charts, err := ChartsDir()
 	if err != nil {
@@ -68,14 +69,50 @@ func renderCI(t *testing.T, valuesFile string) rendered {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ch
+}
+
+// renderOrderapp renders charts/orderapp with one values file; it returns the
+// values read and the manifests.
+func renderOrderapp(t *testing.T, valuesFile string) (map[string]any, []Manifest) {
+	t.Helper()
 	vals, err := ReadValues(valuesFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := Render(ch, vals)
+	ms, err := Render(orderappChart(t), vals)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return vals, ms
+}
+
+// renderChartDir renders the chart in dir with no values. With wantErr set
+// the render must fail with an error containing it, and ok is false: the
+// caller's case is over.
+func renderChartDir(t *testing.T, dir, wantErr string) (ms []Manifest, ok bool) {
+	t.Helper()
+	ch, err := LoadChart(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err = Render(ch, map[string]any{})
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("render error = %v, want one containing %q", err, wantErr)
+		}
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms, true
+}
+
+// renderCI renders charts/orderapp with one ci values file and strictly decodes every object.
+func renderCI(t *testing.T, valuesFile string) rendered {
+	t.Helper()
+	vals, ms := renderOrderapp(t, valuesFile)
 	dec, err := NewDecoder()
 	if err != nil {
 		t.Fatal(err)
@@ -445,19 +482,11 @@ func TestValuesRefused(t *testing.T) {
 			v["secretProxy"].(map[string]any)["secrets"] = []any{}
 		}, "secrets"},
 	}
-	charts, err := ChartsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ch, err := LoadChart(filepath.Join(charts, "orderapp"))
-			if err != nil {
-				t.Fatal(err)
-			}
 			v := base()
 			tt.mutate(v)
-			_, err = Render(ch, v)
+			_, err := Render(orderappChart(t), v)
 			if err == nil {
 				t.Fatalf("render succeeded, want an error containing %q", tt.wantMsg)
 			}

@@ -76,21 +76,13 @@ func TestValuesDocumented(t *testing.T) {
 // TestNotes renders NOTES.txt for every ci values file: it names the release's objects and,
 // with Workload Identity, the federated credential subject to create.
 func TestNotes(t *testing.T) {
-	charts, err := ChartsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, file := range ciFiles(t) {
 		t.Run(name, func(t *testing.T) {
-			ch, err := LoadChart(filepath.Join(charts, "orderapp"))
-			if err != nil {
-				t.Fatal(err)
-			}
 			vals, err := ReadValues(file)
 			if err != nil {
 				t.Fatal(err)
 			}
-			notes, err := renderNotes(ch, vals)
+			notes, err := renderNotes(orderappChart(t), vals)
 			if err != nil {
 				t.Fatal(err)
 			}

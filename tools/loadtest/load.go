@@ -50,6 +50,18 @@ const method = "secretproxy.v1.SecretService.GetSecret"
 // sampleSecret is the declared secret every call asks for.
 var sampleSecret = secretName(42)
 
+// loadTarget is one server under load: a sidecar, or the bare server.
+type loadTarget struct {
+	name    string
+	addr    string
+	pid     int
+	pprof   string        // "": not profiled
+	ready   time.Duration // start to ready; zero for the bare server
+	idleRSS int64         // kB before any load; zero for the bare server
+}
+
+// runLoad starts the sidecar(s) and a bare server that answers the same
+// bytes, loads each in turn at every concurrency level, and prints the report.
 func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 	dir, err := os.MkdirTemp("", "secret-proxy-load")
 	if err != nil {
@@ -57,62 +69,107 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 	}
 	defer os.RemoveAll(dir)
 
-	type server struct {
-		name    string
-		addr    string
-		pid     int
-		pprof   string
-		ready   time.Duration
-		idleRSS int64
-	}
-	var servers []*server
-	sidecars := []struct{ name, binDir string }{{"sidecar", cfg.binDir}}
-	if cfg.beforeDir != "" {
-		sidecars = append(sidecars, struct{ name, binDir string }{"before", cfg.beforeDir})
-	}
-	for _, sc := range sidecars {
-		podDir := filepath.Join(dir, sc.name)
-		if err := os.Mkdir(podDir, 0o700); err != nil {
-			return err
-		}
-		p, err := startPod(ctx, podOptions{bins: pod.InDir(sc.binDir), dir: podDir, secrets: cfg.secrets,
-			pprof: cfg.profileDir != "" && sc.name == "sidecar", output: cfg.output})
-		if err != nil {
-			return fmt.Errorf("%s: %w", sc.name, err)
-		}
-		defer p.stop()
-		logger.Info("secret-proxy ready", "server", sc.name, "start_to_ready", p.startToReady)
-		s := &server{name: sc.name, addr: p.grpcAddr, pid: p.proxy.Pid(), pprof: p.pprofAddr, ready: p.startToReady}
-		if s.idleRSS, err = settledRSS(ctx, s.pid); err != nil {
-			return err
-		}
-		if s.pprof != "" {
-			if err := fetch(ctx, "http://"+s.pprof+"/debug/pprof/heap?gc=1", filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", cfg.secrets))); err != nil {
-				return err
-			}
-		}
-		servers = append(servers, s)
+	servers, stopSidecars, err := startSidecars(ctx, cfg, dir, logger)
+	defer stopSidecars()
+	if err != nil {
+		return err
 	}
 
 	req, err := proto.Marshal(&secretproxyv1.GetSecretRequest{Name: sampleSecret})
 	if err != nil {
 		return err
 	}
-	respFile := filepath.Join(dir, "response.bin")
-	if err := captureResponse(ctx, servers[0].addr, respFile); err != nil {
-		return err
-	}
-	bare, bareAddr, err := startBare(ctx, respFile, cfg.output)
+	bare, bareTarget, err := startBareTarget(ctx, cfg, dir, servers[0].addr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = bare.Stop(10 * time.Second) }()
-	servers = append([]*server{{name: "bare", addr: bareAddr, pid: bare.Pid()}}, servers...)
+	servers = append([]*loadTarget{bareTarget}, servers...)
 
 	protoset, err := protosetBytes()
 	if err != nil {
 		return err
 	}
+	results, err := runRounds(ctx, cfg, servers, req, protoset, logger)
+	if err != nil {
+		return err
+	}
+	names, mem := memoryReport(servers)
+	printReport(os.Stdout, cfg, names, results, mem)
+	return nil
+}
+
+// startSidecars starts the sidecar under test and, when asked, the "before"
+// one to compare with. The returned stop, to be called even on error, stops
+// every pod started, last first.
+func startSidecars(ctx context.Context, cfg runConfig, dir string, logger *slog.Logger) ([]*loadTarget, func(), error) {
+	sidecars := []struct{ name, binDir string }{{"sidecar", cfg.binDir}}
+	if cfg.beforeDir != "" {
+		sidecars = append(sidecars, struct{ name, binDir string }{"before", cfg.beforeDir})
+	}
+	var servers []*loadTarget
+	var pods []*sidecarPod
+	stop := func() {
+		for _, p := range slices.Backward(pods) {
+			p.stop()
+		}
+	}
+	for _, sc := range sidecars {
+		podDir := filepath.Join(dir, sc.name)
+		if err := os.Mkdir(podDir, 0o700); err != nil {
+			return nil, stop, err
+		}
+		p, err := startPod(ctx, podOptions{bins: pod.InDir(sc.binDir), dir: podDir, secrets: cfg.secrets,
+			pprof: cfg.profileDir != "" && sc.name == "sidecar", output: cfg.output})
+		if err != nil {
+			return nil, stop, fmt.Errorf("%s: %w", sc.name, err)
+		}
+		pods = append(pods, p)
+		logger.Info("secret-proxy ready", "server", sc.name, "start_to_ready", p.startToReady)
+		s, err := idleTarget(ctx, cfg, sc.name, p)
+		if err != nil {
+			return nil, stop, err
+		}
+		servers = append(servers, s)
+	}
+	return servers, stop, nil
+}
+
+// idleTarget records a started sidecar's memory before any load: its RSS
+// once settled and, when profiling, a heap profile, the baseline the report
+// and the later profiles are read against.
+func idleTarget(ctx context.Context, cfg runConfig, name string, p *sidecarPod) (*loadTarget, error) {
+	s := &loadTarget{name: name, addr: p.grpcAddr, pid: p.proxy.Pid(), pprof: p.pprofAddr, ready: p.startToReady}
+	var err error
+	if s.idleRSS, err = settledRSS(ctx, s.pid); err != nil {
+		return nil, err
+	}
+	if s.pprof != "" {
+		if err := fetch(ctx, "http://"+s.pprof+"/debug/pprof/heap?gc=1", filepath.Join(cfg.profileDir, fmt.Sprintf("heap-idle-%d.pprof", cfg.secrets))); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// startBareTarget captures one real response from the sidecar at addr and
+// starts the bare server that replays it, so the two differ only in what the
+// sidecar does per call.
+func startBareTarget(ctx context.Context, cfg runConfig, dir, addr string) (*pod.Process, *loadTarget, error) {
+	respFile := filepath.Join(dir, "response.bin")
+	if err := captureResponse(ctx, addr, respFile); err != nil {
+		return nil, nil, err
+	}
+	bare, bareAddr, err := startBare(ctx, respFile, cfg.output)
+	if err != nil {
+		return nil, nil, err
+	}
+	return bare, &loadTarget{name: "bare", addr: bareAddr, pid: bare.Pid()}, nil
+}
+
+// runRounds loads every server at every level, cfg.rounds times, and returns
+// the samples by server name and concurrency.
+func runRounds(ctx context.Context, cfg runConfig, servers []*loadTarget, req, protoset []byte, logger *slog.Logger) (map[string]map[int][]sample, error) {
 	results := map[string]map[int][]sample{}
 	for _, s := range servers {
 		results[s.name] = map[int][]sample{}
@@ -124,26 +181,35 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 			for k := range servers {
 				s := servers[(k+round)%len(servers)]
 				logger.Info("load", "round", round+1, "server", s.name, "concurrency", level, "duration", cfg.duration)
-				var profile func(context.Context) error
-				if s.pprof != "" {
-					file := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-c%d-r%d.pprof", level, round+1))
-					// A whole-second profile inside the run, started once
-					// the load has begun.
-					secs := max(1, int(cfg.duration/time.Second)-1)
-					profile = func(ctx context.Context) error {
-						return fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.pprof, secs), file)
-					}
-				}
-				smp, err := measure(ctx, s.addr, s.pid, level, cfg.duration, req, protoset, profile)
+				smp, err := measure(ctx, s.addr, s.pid, level, cfg.duration, req, protoset, cpuProfiler(cfg, s, level, round))
 				if err != nil {
-					return fmt.Errorf("%s at concurrency %d: %w", s.name, level, err)
+					return nil, fmt.Errorf("%s at concurrency %d: %w", s.name, level, err)
 				}
 				results[s.name][level] = append(results[s.name][level], smp)
 			}
 		}
 	}
-	var names []string
-	var mem []string
+	return results, nil
+}
+
+// cpuProfiler returns what measure calls to take a CPU profile of s during
+// one run, or nil when s is not profiled.
+func cpuProfiler(cfg runConfig, s *loadTarget, level, round int) func(context.Context) error {
+	if s.pprof == "" {
+		return nil
+	}
+	file := filepath.Join(cfg.profileDir, fmt.Sprintf("cpu-c%d-r%d.pprof", level, round+1))
+	// A whole-second profile inside the run, started once
+	// the load has begun.
+	secs := max(1, int(cfg.duration/time.Second)-1)
+	return func(ctx context.Context) error {
+		return fetch(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.pprof, secs), file)
+	}
+}
+
+// memoryReport returns the server names in load order and one memory line
+// per server, read after the load so the peak RSS includes it.
+func memoryReport(servers []*loadTarget) (names, mem []string) {
 	for _, s := range servers {
 		names = append(names, s.name)
 		peak, _ := procStatusKB(s.pid, "VmHWM")
@@ -154,8 +220,7 @@ func runLoad(ctx context.Context, cfg runConfig, logger *slog.Logger) error {
 		mem = append(mem, fmt.Sprintf("%s: start to ready %s, RSS idle %.1f MB, peak RSS (VmHWM) after load %.1f MB",
 			s.name, s.ready.Round(time.Millisecond), float64(s.idleRSS)/1024, float64(peak)/1024))
 	}
-	printReport(os.Stdout, cfg, names, results, mem)
-	return nil
+	return names, mem
 }
 
 // settledRSS waits for start-up garbage to be collected and returned (the

@@ -126,16 +126,15 @@ func checkRun(f runFlags) error {
 	return nil
 }
 
+// runDemo runs `demo run`: the emulator, the sidecar and orderapp, in that
+// order because each needs the one before, until Ctrl-C or one of them exits.
 func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	f, err := parseRun(args)
 	if err != nil {
 		return err
 	}
-	dir, err := filepath.Abs(f.dir)
+	dir, err := demoDir(f.dir)
 	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	bins := pod.InDir(f.bin)
@@ -144,33 +143,103 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	go stopWhenOrphaned(ctx, cancel)
 
 	dbFile := filepath.Join(dir, "orders.db")
+	socket := filepath.Join(dir, "grpc.sock")
 	logs := out // each program's lines, prefixed with its name
+	emu, err := startDemoEmulator(ctx, bins, dir, dbFile, out, logs)
+	if err != nil {
+		return err
+	}
+	var procs []*pod.Process
+	procs = append(procs, emu.Process)
+	// A closure, not stopAll(procs, out): it must see the processes
+	// started after this point.
+	defer func() { stopAll(procs, out) }()
+
+	sidecar, err := startDemoSidecar(ctx, f, bins, emu, dir, socket, out, logs)
+	if err != nil {
+		return err
+	}
+	procs = append(procs, sidecar)
+	app, err := startDemoApp(ctx, f, bins, dbFile, socket, out, logs)
+	if err != nil {
+		return err
+	}
+	procs = append(procs, app)
+
+	if f.dbAuth == "entra" {
+		if err := showToken(ctx, socket, out); err != nil {
+			return err
+		}
+	}
+	st, err := writeState(dir, f, emu)
+	if err != nil {
+		return err
+	}
+	printReady(out, f, st, dbFile, socket)
+	return waitForEnd(ctx, out, emu.Process, sidecar, app)
+}
+
+// demoDir creates the demo's directory and returns its absolute path: the
+// files in it are named in the other programs' flags and configuration.
+func demoDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", err
+	}
+	return abs, nil
+}
+
+// startDemoEmulator starts kv-emulator seeded with the order database's
+// credentials.
+func startDemoEmulator(ctx context.Context, bins pod.Binaries, dir, dbFile string, out, logs io.Writer) (*pod.Emulator, error) {
 	fmt.Fprintln(out, "starting kv-emulator (Key Vault + managed identity endpoint on 127.0.0.1, TLS with its own CA)")
-	emu, err := pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", map[string]string{
+	return pod.StartEmulator(ctx, bins.KVEmulator, dir, "127.0.0.1:0", map[string]string{
 		// Demo data: sqlite has no login, so only db-name (the file) matters to it.
 		"sql-server-name": "localhost",
 		"sql-user":        "orders_app",
 		"sql-password":    "demo-password-1",
 		"sql-database":    dbFile,
 	}, logs)
-	if err != nil {
-		return err
-	}
-	var procs []*pod.Process
-	procs = append(procs, emu.Process)
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			if err := procs[i].Stop(10 * time.Second); err != nil {
-				fmt.Fprintf(out, "%s stopped: %v\n", procs[i].Name, err)
-			}
-		}
-		fmt.Fprintln(out, "demo stopped; nothing left running")
-	}()
+}
 
-	socket := filepath.Join(dir, "grpc.sock")
+// stopAll stops the demo's programs, last started first, so that nothing
+// loses what it depends on while it is still running.
+func stopAll(procs []*pod.Process, out io.Writer) {
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].Stop(10 * time.Second); err != nil {
+			fmt.Fprintf(out, "%s stopped: %v\n", procs[i].Name, err)
+		}
+	}
+	fmt.Fprintln(out, "demo stopped; nothing left running")
+}
+
+// startDemoSidecar writes secret-proxy's configuration into dir and starts
+// it against the emulator, waiting until it is ready.
+func startDemoSidecar(ctx context.Context, f runFlags, bins pod.Binaries, emu *pod.Emulator, dir, socket string, out, logs io.Writer) (*pod.Process, error) {
 	cfgFile := filepath.Join(dir, "secret-proxy.yaml")
+	cfg := sidecarConfig(f, emu.VaultURL, socket)
+	if f.dbAuth == "entra" {
+		fmt.Fprintln(out, "passwordless (--db-auth entra): the sidecar declares no password and hands orderapp Entra access tokens for "+sqlScope+".\n"+
+			"  sqlite has no login: orderapp fetches a token for every new connection through the sidecar and does not use it; against Azure SQL it logs in with it.")
+	}
+	if err := cfg.WriteFile(cfgFile); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(out, "starting secret-proxy (managed identity via IDENTITY_ENDPOINT, Key Vault over TLS via SSL_CERT_FILE)")
+	spec := emu.SidecarSpec(bins.SecretProxy, cfgFile)
+	spec.Output = logs
+	return startReady(ctx, spec, "http://"+f.opsListen+"/readyz")
+}
+
+// sidecarConfig is the demo sidecar's configuration: the database secrets,
+// served on the unix socket and on --grpc-listen, refreshed often enough
+// that a rotation shows within seconds.
+func sidecarConfig(f runFlags, vaultURL, socket string) pod.SidecarConfig {
 	cfg := pod.SidecarConfig{
-		VaultURL: emu.VaultURL, Secrets: pod.DatabaseSecrets,
+		VaultURL: vaultURL, Secrets: pod.DatabaseSecrets,
 		GRPC: f.grpcTCP, Unix: socket, Ops: f.opsListen,
 		Interval: 15 * time.Second, MinInterval: 2 * time.Second,
 		LogFormat: "text",
@@ -185,61 +254,60 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 			}
 		}
 		cfg.AccessTokenScopes = []string{sqlScope}
-		fmt.Fprintln(out, "passwordless (--db-auth entra): the sidecar declares no password and hands orderapp Entra access tokens for "+sqlScope+".\n"+
-			"  sqlite has no login: orderapp fetches a token for every new connection through the sidecar and does not use it; against Azure SQL it logs in with it.")
 	}
-	if err := cfg.WriteFile(cfgFile); err != nil {
-		return err
-	}
-	fmt.Fprintln(out, "starting secret-proxy (managed identity via IDENTITY_ENDPOINT, Key Vault over TLS via SSL_CERT_FILE)")
-	spec := emu.SidecarSpec(bins.SecretProxy, cfgFile)
-	spec.Output = logs
-	sidecar, err := startReady(ctx, spec, "http://"+f.opsListen+"/readyz")
-	if err != nil {
-		return err
-	}
-	procs = append(procs, sidecar)
+	return cfg
+}
 
+// startDemoApp brings the sqlite database up to date and starts orderapp on
+// it, taking its credentials from the sidecar on socket.
+func startDemoApp(ctx context.Context, f runFlags, bins pod.Binaries, dbFile, socket string, out, logs io.Writer) (*pod.Process, error) {
 	appArgs := []string{"--sidecar", "unix://" + socket, "--db-driver", "sqlite", "--db-auth", f.dbAuth}
+	if err := migrateDatabase(ctx, f, bins.OrderApp, dbFile, appArgs, out, logs); err != nil {
+		return nil, err
+	}
+	return startReady(ctx, pod.Spec{
+		Name: "orderapp", Path: bins.OrderApp,
+		Args: append([]string{"serve", "--listen", f.appListen}, appArgs...), Output: logs,
+	}, "http://"+f.appListen+"/readyz")
+}
+
+// migrateDatabase migrates the database, and seeds it when prepareDatabase
+// says it is new. A half-seeded file is removed so the next run seeds it
+// again instead of keeping it.
+func migrateDatabase(ctx context.Context, f runFlags, orderApp, dbFile string, appArgs []string, out, logs io.Writer) error {
 	seed, err := prepareDatabase(dbFile, f, out)
 	if err != nil {
 		return err
 	}
-	if seed {
-		fmt.Fprintf(out, "creating the sqlite database %s: migrate, then seed %d clients x %d orders\n", dbFile, f.clients, f.orders)
-		for _, sub := range [][]string{
-			{"migrate"},
-			{"seed", "--clients", strconv.Itoa(f.clients), "--orders-per-client", strconv.Itoa(f.orders)},
-		} {
-			if err := runToEnd(ctx, bins.OrderApp, append(sub, appArgs...), logs); err != nil {
-				os.Remove(dbFile)
-				return err
-			}
-		}
-	} else {
-		if err := runToEnd(ctx, bins.OrderApp, append([]string{"migrate"}, appArgs...), logs); err != nil {
+	if !seed {
+		return runToEnd(ctx, orderApp, append([]string{"migrate"}, appArgs...), logs)
+	}
+	fmt.Fprintf(out, "creating the sqlite database %s: migrate, then seed %d clients x %d orders\n", dbFile, f.clients, f.orders)
+	for _, sub := range [][]string{
+		{"migrate"},
+		{"seed", "--clients", strconv.Itoa(f.clients), "--orders-per-client", strconv.Itoa(f.orders)},
+	} {
+		if err := runToEnd(ctx, orderApp, append(sub, appArgs...), logs); err != nil {
+			os.Remove(dbFile)
 			return err
 		}
 	}
-	app, err := startReady(ctx, pod.Spec{
-		Name: "orderapp", Path: bins.OrderApp,
-		Args: append([]string{"serve", "--listen", f.appListen}, appArgs...), Output: logs,
-	}, "http://"+f.appListen+"/readyz")
-	if err != nil {
-		return err
-	}
-	procs = append(procs, app)
+	return nil
+}
 
-	if f.dbAuth == "entra" {
-		if err := showToken(ctx, socket, out); err != nil {
-			return err
-		}
-	}
+// writeState records where the running demo listens in dir/state.json,
+// for `demo rotate` to find it.
+func writeState(dir string, f runFlags, emu *pod.Emulator) (state, error) {
 	st := state{VaultURL: emu.VaultURL, CAFile: emu.CAFile, AppURL: "http://" + f.appListen, OpsURL: "http://" + f.opsListen}
 	raw, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o600); err != nil {
-		return err
+		return state{}, err
 	}
+	return st, nil
+}
+
+// printReady tells the user where everything listens and what to try.
+func printReady(out io.Writer, f runFlags, st state, dbFile, socket string) {
 	fmt.Fprintf(out, `
 demo ready
   order API          %[1]s              (orderapp, sqlite %[4]s)
@@ -253,13 +321,17 @@ Try:
   make demo-grpc DEMO_GRPC=%[6]s   # grpcurl ListSecrets and GetSecret on the sidecar's gRPC API
   make demo-rotate     # a new version of the database password; the app swaps its pool without a restart
 %[7]sCtrl-C stops everything.
-`, st.AppURL, st.OpsURL, emu.VaultURL, dbFile, socket, f.grpcTCP, entraHint(f, st.OpsURL))
+`, st.AppURL, st.OpsURL, st.VaultURL, dbFile, socket, f.grpcTCP, entraHint(f, st.OpsURL))
+}
 
+// waitForEnd blocks until the demo is stopped (ctx) or one of its programs
+// exits; the latter is an error unless a stop follows at once.
+func waitForEnd(ctx context.Context, out io.Writer, emu, sidecar, app *pod.Process) error {
 	var exited *pod.Process
 	select {
 	case <-ctx.Done():
 	case <-emu.Done():
-		exited = emu.Process
+		exited = emu
 	case <-sidecar.Done():
 		exited = sidecar
 	case <-app.Done():

@@ -51,23 +51,12 @@ type fleet struct {
 // startFleet starts the emulator and every sidecar, spread over o.rollout.
 // The fleet it returns (also on error) must be stopped.
 func startFleet(ctx context.Context, o options, out io.Writer) (*fleet, error) {
-	if err := os.RemoveAll(o.dir); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(o.dir, 0o755); err != nil {
-		return nil, err
-	}
-	dir, err := filepath.Abs(o.dir)
+	dir, err := freshDir(o.dir)
 	if err != nil {
 		return nil, err
 	}
 	f := &fleet{o: o, out: out}
-	seed := map[string]string{}
-	for i := range o.secrets {
-		n := fmt.Sprintf("fleet-secret-%d", i)
-		f.names = append(f.names, n)
-		seed[n] = fmt.Sprintf("fleet-value-%d-v1", i)
-	}
+	seed := f.declareSecrets()
 	limit := fmt.Sprintf("%d/10s", o.limit())
 	fmt.Fprintf(out, "fleet: %d sidecars x %d secrets = %d first reads against a vault limit of %s (%dx the budget); refresh every %s\n",
 		o.pods, o.secrets, o.pods*o.secrets, limit, o.factor, o.interval)
@@ -76,18 +65,50 @@ func startFleet(ctx context.Context, o options, out io.Writer) (*fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-
 	// Configuration files first, so the rollout measures starting processes only.
-	for i := range o.pods {
+	if err := f.writeConfigs(dir); err != nil {
+		return f, err
+	}
+	return f, f.startSidecars(ctx, dir)
+}
+
+// freshDir empties dir (a previous run's sockets and logs would mislead)
+// and returns its absolute path, which the sidecars' configurations need.
+func freshDir(dir string) (string, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return filepath.Abs(dir)
+}
+
+// declareSecrets names the secrets every sidecar declares and returns the
+// vault's initial values for them.
+func (f *fleet) declareSecrets() map[string]string {
+	seed := map[string]string{}
+	for i := range f.o.secrets {
+		n := fmt.Sprintf("fleet-secret-%d", i)
+		f.names = append(f.names, n)
+		seed[n] = fmt.Sprintf("fleet-value-%d-v1", i)
+	}
+	return seed
+}
+
+// writeConfigs writes one pod directory with a configuration per sidecar and
+// records the sidecars (not yet started).
+func (f *fleet) writeConfigs(dir string) error {
+	for i := range f.o.pods {
 		pdir := filepath.Join(dir, fmt.Sprintf("pod-%04d", i))
 		if err := os.MkdirAll(pdir, 0o755); err != nil {
-			return f, err
+			return err
 		}
 		cfg := pod.SidecarConfig{
 			VaultURL:    f.emu.VaultURL,
 			Unix:        filepath.Join(pdir, "grpc.sock"),
-			Interval:    o.interval,
-			MinInterval: o.minInterval,
+			Interval:    f.o.interval,
+			MinInterval: f.o.minInterval,
 			ClientID:    fmt.Sprintf("fleet-pod-%04d", i),
 			LogLevel:    "info",
 		}
@@ -95,12 +116,18 @@ func startFleet(ctx context.Context, o options, out io.Writer) (*fleet, error) {
 			cfg.Secrets = append(cfg.Secrets, pod.SecretDecl{Name: n})
 		}
 		if err := cfg.WriteFile(filepath.Join(pdir, "config.yaml")); err != nil {
-			return f, err
+			return err
 		}
 		f.sidecars = append(f.sidecars, &sidecar{id: i, socket: cfg.Unix})
 	}
+	return nil
+}
 
-	fmt.Fprintf(out, "fleet: starting %d sidecars within %s\n", o.pods, o.rollout)
+// startSidecars starts the sidecars evenly spread over o.rollout and returns
+// once every start was attempted.
+func (f *fleet) startSidecars(ctx context.Context, dir string) error {
+	o := f.o
+	fmt.Fprintf(f.out, "fleet: starting %d sidecars within %s\n", o.pods, o.rollout)
 	gap := time.Duration(0)
 	if o.pods > 1 {
 		gap = o.rollout / time.Duration(o.pods)
@@ -128,7 +155,7 @@ func startFleet(ctx context.Context, o options, out io.Writer) (*fleet, error) {
 		})
 	}
 	wg.Wait()
-	return f, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 func (f *fleet) watchReady(ctx context.Context, s *sidecar) {
@@ -171,27 +198,53 @@ func (f *fleet) stop(out io.Writer) {
 	}
 }
 
-// measure runs the phases after the start.
+// measure runs the phases after the start, each on the emulator's counters
+// as the previous phase left them.
 func (f *fleet) measure(ctx context.Context) (*report, error) {
 	o := f.o
 	r := &report{o: o, pods: o.pods, limit: o.limit()}
 	for _, s := range f.sidecars {
 		r.startSpan = max(r.startSpan, s.started.Sub(f.t0))
 	}
+	rollout, err := f.measureRollout(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.connect(); err != nil {
+		return nil, err
+	}
+	steady, err := f.measureSteady(ctx, r, rollout)
+	if err != nil {
+		return nil, err
+	}
+	after, err := f.measureOutage(ctx, r, steady)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.measureMemory(r); err != nil {
+		return nil, err
+	}
+	r.series = after.Seconds
+	r.seriesStart = after.Start.Sub(f.t0)
+	return r, nil
+}
 
-	// 1. Rollout: until every sidecar is ready (bounded by the context).
+// measureRollout (phase 1) waits until every sidecar is ready, bounded by
+// half the timeout (and the context) so the later phases keep their time,
+// and returns the emulator's counters at its end.
+func (f *fleet) measureRollout(ctx context.Context, r *report) (pod.RateStats, error) {
 	fmt.Fprintln(f.out, "fleet: rollout: waiting for every sidecar to be ready")
-	deadline := time.Now().Add(o.timeout / 2)
+	deadline := time.Now().Add(f.o.timeout / 2)
 	for {
 		n := f.readyCount()
 		if n == len(f.sidecars) {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("rollout: only %d of %d sidecars ready after %s", n, len(f.sidecars), time.Since(f.t0).Round(time.Second))
+			return pod.RateStats{}, fmt.Errorf("rollout: only %d of %d sidecars ready after %s", n, len(f.sidecars), time.Since(f.t0).Round(time.Second))
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return nil, err
+			return pod.RateStats{}, err
 		}
 	}
 	f.mu.Lock()
@@ -202,27 +255,38 @@ func (f *fleet) measure(ctx context.Context) (*report, error) {
 	f.mu.Unlock()
 	rollout, err := f.emu.RateStats(ctx)
 	if err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	r.rollout = f.phase(rollout, pod.RateStats{}, f.t0, f.t0.Add(r.rolloutEnd))
 	fmt.Fprintf(f.out, "fleet: rollout done in %s\n", r.rolloutEnd.Round(100*time.Millisecond))
+	return rollout, nil
+}
 
-	// Connect to every sidecar for the later phases.
+// connect opens a gRPC client to every sidecar: the later phases ask each
+// one what it serves.
+func (f *fleet) connect() error {
 	for _, s := range f.sidecars {
+		var err error
 		s.conn, err = grpc.NewClient("unix://"+s.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.api = secretproxyv1.NewSecretServiceClient(s.conn)
 	}
+	return nil
+}
 
-	// 2 and 3. Steady state for two intervals; a rotation at its start.
+// measureSteady (phases 2 and 3) runs the steady state for two intervals
+// with a rotation at its start, and returns the emulator's counters at its
+// end.
+func (f *fleet) measureSteady(ctx context.Context, r *report, rollout pod.RateStats) (pod.RateStats, error) {
+	o := f.o
 	steadyStart := time.Now()
 	warningsBefore := f.countLines(steadyWarning)
 	fmt.Fprintf(f.out, "fleet: steady state for %s, rotating %s at its start\n", 2*o.interval, f.names[0])
 	version, err := f.emu.SetSecret(ctx, f.names[0], "fleet-value-0-v2")
 	if err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	rotatedAt := time.Now()
 	r.rotation, err = f.until(ctx, o.interval*3/2, rotatedAt, func(l []*secretproxyv1.Secret) bool {
@@ -234,34 +298,42 @@ func (f *fleet) measure(ctx context.Context) (*report, error) {
 		return false
 	})
 	if err != nil {
-		return nil, fmt.Errorf("rotation: %w", err)
+		return pod.RateStats{}, fmt.Errorf("rotation: %w", err)
 	}
 	if err := sleep(ctx, time.Until(steadyStart.Add(2*o.interval))); err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	steadyEnd := time.Now()
 	steady, err := f.emu.RateStats(ctx)
 	if err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	r.steady = f.phase(steady, rollout, steadyStart, steadyEnd)
 	r.steadyWarnings = f.countLines(steadyWarning) - warningsBefore
+	r.steadyStart, r.steadyEnd, r.rotatedAt = steadyStart.Sub(f.t0), steadyEnd.Sub(f.t0), rotatedAt.Sub(f.t0)
+	return steady, nil
+}
 
-	// 4. Outage, then recovery.
+// measureOutage (phase 4) takes the vault down for o.outage, waits until no
+// sidecar serves a stale secret, keeps counting for a window after that, and
+// returns the emulator's counters at the end.
+func (f *fleet) measureOutage(ctx context.Context, r *report, steady pod.RateStats) (pod.RateStats, error) {
+	o := f.o
 	fmt.Fprintf(f.out, "fleet: vault outage for %s\n", o.outage)
 	outageStart := time.Now()
 	if err := f.emu.SetFault(ctx, "outage", 0); err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	if err := sleep(ctx, o.outage); err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	if err := f.emu.SetFault(ctx, "none", 0); err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	recovered := time.Now()
 	r.staleAtRecovery = f.staleCount(ctx)
 	fmt.Fprintf(f.out, "fleet: vault back; %d sidecars hold a stale secret; waiting until none does\n", r.staleAtRecovery)
+	var err error
 	r.fresh, err = f.until(ctx, 2*o.interval, recovered, func(l []*secretproxyv1.Secret) bool {
 		for _, s := range l {
 			if s.GetStale() {
@@ -271,34 +343,33 @@ func (f *fleet) measure(ctx context.Context) (*report, error) {
 		return true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("recovery: %w", err)
+		return pod.RateStats{}, fmt.Errorf("recovery: %w", err)
 	}
 	// Keep counting for a window after the last one is fresh.
 	if err := sleep(ctx, 10*time.Second); err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	after, err := f.emu.RateStats(ctx)
 	if err != nil {
-		return nil, err
+		return pod.RateStats{}, err
 	}
 	r.recovery = f.phase(after, steady, recovered, time.Now())
 	r.outageStart, r.recovered = outageStart.Sub(f.t0), recovered.Sub(f.t0)
-	r.steadyStart, r.steadyEnd, r.rotatedAt = steadyStart.Sub(f.t0), steadyEnd.Sub(f.t0), rotatedAt.Sub(f.t0)
+	return after, nil
+}
 
-	// 5. Memory.
+// measureMemory (phase 5) reads every process's memory while all still run.
+func (f *fleet) measureMemory(r *report) error {
 	for _, s := range f.sidecars {
 		m, err := readMemory(s.proc.Pid())
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r.mem = append(r.mem, m)
 	}
-	if r.emuMem, err = readMemory(f.emu.Pid()); err != nil {
-		return nil, err
-	}
-	r.series = after.Seconds
-	r.seriesStart = after.Start.Sub(f.t0)
-	return r, nil
+	var err error
+	r.emuMem, err = readMemory(f.emu.Pid())
+	return err
 }
 
 // phase sums what the emulator saw between from and to; prev is the snapshot

@@ -158,7 +158,7 @@ func New(src Source, o Options) *Cache {
 		o.RefreshBefore = config.Default().AccessTokens.RefreshBefore.D()
 	}
 	if o.Reason == nil {
-		o.Reason = firstLine
+		o.Reason = FirstLine
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{src: src, o: o, entries: make(map[string]*entry, len(o.Scopes)),
@@ -383,11 +383,13 @@ func (c *Cache) Drain() {
 	c.drainMu.Do(func() { close(c.drained) })
 }
 
-// firstLine is the default Reason: the first line of the error, bounded.
-func firstLine(err error) string {
+// FirstLine is the default Reason: the first line of the error, bounded, so
+// that a multi-line message (a quoted response body) never reaches a caller.
+// A Source's own Reason falls back to it.
+func FirstLine(err error) string {
 	s := err.Error()
 	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
+		if s[i] == '\n' || s[i] == '\r' {
 			s = s[:i]
 			break
 		}

@@ -427,3 +427,20 @@ func TestTokenNeverPrintedOrLogged(t *testing.T) {
 		}
 	})
 }
+
+func TestFirstLine(t *testing.T) {
+	long := strings.Repeat("x", 400)
+	tests := []struct{ name, err, want string }{
+		{"one line", "token endpoint down", "token endpoint down"},
+		{"body on the next line", "request failed\nRESPONSE 400: {\"error\":\"x\"}", "request failed"},
+		{"carriage return", "request failed\r\nbody", "request failed"},
+		{"bounded", long, long[:300] + "..."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := FirstLine(errors.New(tt.err)); got != tt.want {
+				t.Errorf("FirstLine(%q) = %q, want %q", tt.err, got, tt.want)
+			}
+		})
+	}
+}

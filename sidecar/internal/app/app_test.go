@@ -81,14 +81,19 @@ func baseConfig(e *kvemulator.Emulator, secrets ...config.Secret) config.Config 
 // startApp runs the sidecar in the test process until the test ends.
 func startApp(t *testing.T, e *kvemulator.Emulator, cfg config.Config) *env {
 	t.Helper()
+	return startAppWith(t, e, cfg, app.Options{})
+}
+
+// startAppWith is startApp with options of the test's own; the version, the
+// log buffer, the registry and the emulator's transport are always the
+// harness's.
+func startAppWith(t *testing.T, e *kvemulator.Emulator, cfg config.Config, o app.Options) *env {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	logs := &logbuf.Buffer{}
-	a, err := app.New(cfg, app.Options{
-		Version:   "test",
-		LogOutput: logs,
-		KeyVault:  keyvault.Options{Transport: e.HTTPClient()},
-		Registry:  reg,
-	})
+	o.Version, o.LogOutput, o.Registry = "test", logs, reg
+	o.KeyVault.Transport = e.HTTPClient()
+	a, err := app.New(cfg, o)
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
 	}

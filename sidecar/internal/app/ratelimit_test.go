@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/secretproxy/secretproxy/sidecar/internal/app"
 	"github.com/secretproxy/secretproxy/sidecar/internal/config"
-	"github.com/secretproxy/secretproxy/sidecar/internal/keyvault"
-	"github.com/secretproxy/secretproxy/sidecar/internal/logbuf"
 	"github.com/secretproxy/secretproxy/sidecar/kvemulator"
 )
 
@@ -35,24 +32,7 @@ func TestVaultRateLimit(t *testing.T) {
 	cfg := baseConfig(e, decl...)
 	cfg.Refresh.MinInterval = config.Duration(100 * time.Millisecond)
 
-	reg := prometheus.NewRegistry()
-	logs := &logbuf.Buffer{}
-	a, err := app.New(cfg, app.Options{
-		Version: "test", LogOutput: logs, Registry: reg,
-		KeyVault:       keyvault.Options{Transport: e.HTTPClient()},
-		ThrottleSpread: 200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	v := &env{e: e, a: a, reg: reg, logs: logs, cancel: cancel, done: make(chan error, 1)}
-	go func() { v.done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		if err := v.stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	v := startAppWith(t, e, cfg, app.Options{ThrottleSpread: 200 * time.Millisecond})
 	waitReady(t, v)
 
 	st := e.RateStats()
@@ -60,7 +40,7 @@ func TestVaultRateLimit(t *testing.T) {
 		t.Fatalf("the emulator throttled nothing (%+v): the test does not test the limit", st)
 	}
 	if st.InsideRetryAfter != 0 {
-		t.Errorf("reads sent inside Retry-After = %d, want 0; logs:\n%s", st.InsideRetryAfter, logs)
+		t.Errorf("reads sent inside Retry-After = %d, want 0; logs:\n%s", st.InsideRetryAfter, v.logs)
 	}
 	if st.PeakWindowReads > 2 {
 		t.Errorf("peak reads per window = %d, over the limit of 2", st.PeakWindowReads)
@@ -69,11 +49,11 @@ func TestVaultRateLimit(t *testing.T) {
 		t.Errorf("vault reads served = %d, want 6 (one per secret)", st.Reads)
 	}
 	// Every 429 reached the refresher (azcore does not retry 429 itself).
-	if got := counterValue(t, reg, "secretproxy_vault_throttled_total", "startup"); got != float64(st.Throttled) {
+	if got := counterValue(t, v.reg, "secretproxy_vault_throttled_total", "startup"); got != float64(st.Throttled) {
 		t.Errorf("secretproxy_vault_throttled_total{phase=startup} = %v, want the emulator's %d", got, st.Throttled)
 	}
-	if !strings.Contains(logs.String(), "vault is throttling") {
-		t.Errorf("no throttling warning in the logs:\n%s", logs)
+	if !strings.Contains(v.logs.String(), "vault is throttling") {
+		t.Errorf("no throttling warning in the logs:\n%s", v.logs)
 	}
 }
 

@@ -44,7 +44,7 @@ func TokenFailureReason(err error) string {
 		}
 		return fmt.Sprintf("the identity endpoint answered HTTP %d %s", af.RawResponse.StatusCode, code)
 	}
-	return firstLine(err.Error())
+	return accesstoken.FirstLine(err)
 }
 
 // oauthErrorCode reads "error" from an OAuth error body. Only a short code of letters and
@@ -62,17 +62,4 @@ func oauthErrorCode(b []byte) string {
 		}
 	}
 	return e.Error
-}
-
-func firstLine(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' || s[i] == '\r' {
-			s = s[:i]
-			break
-		}
-	}
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
 }
