@@ -273,7 +273,25 @@ func (s *Server) SetPassword(t testing.TB, user, password string) {
 // (FATAL 28P01, like a wrong password). Open sessions stay open.
 func (s *Server) SetPasswordUntil(t testing.TB, user, password string, until time.Time) {
 	t.Helper()
-	s.Exec(t, fmt.Sprintf("ALTER ROLE %s PASSWORD %s VALID UNTIL %s", ident(user), literal(password), literal(until.UTC().Format("2006-01-02 15:04:05.000000+00"))))
+	if err := s.AlterPasswordUntil(context.Background(), user, password, until); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// AlterPasswordUntil is SetPasswordUntil for a goroutine other than the
+// test's (such as a fake sidecar's handler), where t.Fatal must not be called.
+func (s *Server) AlterPasswordUntil(ctx context.Context, user, password string, until time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", s.AdminDSN())
+	if err != nil {
+		return fmt.Errorf("pgtest: open: %w", err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD %s VALID UNTIL %s", ident(user), literal(password), literal(until.UTC().Format("2006-01-02 15:04:05.000000+00")))); err != nil {
+		return fmt.Errorf("pgtest: ALTER ROLE %s: %w", user, err)
+	}
+	return nil
 }
 
 // CreateDatabase creates a database owned by owner, so owner may create tables in it.

@@ -8,7 +8,8 @@
 //     finds a change does; SetVault changes only the vault, so that a value is
 //     served from the cache until RefreshSecret reads it (a rotation the
 //     sidecar has not noticed yet).
-//   - SetToken and RotateToken set what GetAccessToken answers.
+//   - SetToken and RotateToken set what GetAccessToken answers;
+//     RenewTokenBefore makes a short-lived token renew itself before expiry.
 //   - FailNext makes the next calls of a method answer chosen errors;
 //     Interrupt ends the open watch streams and holds new calls until the
 //     test resumes it; Stop and Listen again are a sidecar restart.

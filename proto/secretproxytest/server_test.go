@@ -2,6 +2,7 @@ package secretproxytest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -128,5 +129,49 @@ func TestInterruptHoldsCalls(t *testing.T) {
 	}
 	if diff := cmp.Diff([][]string{{"a"}}, s.WatchNames()); diff != "" {
 		t.Errorf("WatchNames (-want +got):\n%s", diff)
+	}
+}
+
+// TestRenewTokenBefore: GetAccessToken answers the token it holds while that
+// has more than before left, and otherwise first renews it with next; so does
+// RenewToken at once.
+func TestRenewTokenBefore(t *testing.T) {
+	const scope = "https://example.test/.default"
+	for _, tc := range []struct {
+		name    string
+		set     bool
+		left    time.Duration
+		want    string
+		renewed int
+	}{
+		{name: "plenty left", set: true, left: time.Hour, want: "held", renewed: 0},
+		{name: "within before", set: true, left: 30 * time.Second, want: "new-1", renewed: 1},
+		{name: "expired", set: true, left: -time.Second, want: "new-1", renewed: 1},
+		{name: "none yet", want: "new-1", renewed: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := secretproxytest.Start(t, nil)
+			c := api(t, s)
+			if tc.set {
+				s.SetToken(scope, "held", time.Now().Add(tc.left))
+			}
+			renewed := 0
+			s.RenewTokenBefore(scope, time.Minute, func() (string, time.Time) {
+				renewed++
+				return fmt.Sprintf("new-%d", renewed), time.Now().Add(time.Hour)
+			})
+			got, err := c.GetAccessToken(t.Context(), &secretproxyv1.GetAccessTokenRequest{Scope: scope})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.GetToken() != tc.want || renewed != tc.renewed {
+				t.Errorf("GetAccessToken = %q after %d renewals, want %q after %d", got.GetToken(), renewed, tc.want, tc.renewed)
+			}
+			s.RenewToken(scope)
+			got, err = c.GetAccessToken(t.Context(), &secretproxyv1.GetAccessTokenRequest{Scope: scope})
+			if want := fmt.Sprintf("new-%d", tc.renewed+1); err != nil || got.GetToken() != want {
+				t.Errorf("GetAccessToken after RenewToken = %q, %v; want %q", got.GetToken(), err, want)
+			}
+		})
 	}
 }

@@ -167,13 +167,13 @@ func startLoad(h *harness, workers int) *load {
 					return
 				default:
 				}
-				code, err := h.get(context.Background(), paths[(w+i)%len(paths)])
+				code, body, err := h.getBody(context.Background(), paths[(w+i)%len(paths)])
 				if err == nil && code == http.StatusOK {
 					l.ok.Add(1)
 					continue
 				}
 				l.failed.Add(1)
-				l.firstErr.CompareAndSwap(nil, fmt.Sprintf("%s: code %d err %v", paths[(w+i)%len(paths)], code, err))
+				l.firstErr.CompareAndSwap(nil, fmt.Sprintf("%s: code %d err %v body %.300s", paths[(w+i)%len(paths)], code, err, body))
 			}
 		}()
 	}
@@ -186,6 +186,7 @@ func (l *load) finish(t *testing.T) {
 	l.wg.Wait()
 	if n := l.failed.Load(); n != 0 {
 		t.Errorf("%d of %d requests failed during the rotation; first: %v", n, n+l.ok.Load(), l.firstErr.Load())
+		return
 	}
 	t.Logf("%d requests, all answered 200", l.ok.Load())
 }

@@ -1,9 +1,11 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,26 +71,61 @@ func TestEntraServesOrders(t *testing.T) {
 // only 10 s, so that the pool must drop connections before their token
 // expires and log in again with the current one. No request fails; the first
 // token is really dead by the end; no session outlives its token.
+//
+// The fake sidecar renews a token itself when it has less than renewBefore
+// left, as the real one never hands out a token in its last minute: the
+// application rightly refuses a token too close to its expiry to bound a
+// connection's lifetime by, and on a loaded machine the test's goroutine
+// that rotates every 2 s can be held up for seconds (it once failed 5 of
+// 10091 requests that way). The third rotation here is held up on purpose
+// until the sidecar has renewed the token itself, so the renewal is always
+// exercised.
 func TestEntraTokenChangesAndExpiresUnderLoad(t *testing.T) {
-	const life = 10 * time.Second
+	const (
+		life        = 10 * time.Second
+		renewBefore = 6 * time.Second // dbconn's lifetimeMargin (5 s) and a second to log in
+		gap         = 2 * time.Second
+	)
 	h, exp0 := startEntra(t, "test-token-rot-0", life)
 	h.waitReady(t)
+	var (
+		made          atomic.Int64 // tokens made after the first, by the test or the sidecar
+		firstRotation atomic.Value // time.Time: token 1 made, token 0 refused from then on
+	)
+	// next makes PostgreSQL switch to a new token; it runs under the fake
+	// sidecar's token lock, on the test's goroutine or the sidecar's.
+	next := func() (string, time.Time) {
+		i := made.Add(1)
+		tok, exp := fmt.Sprintf("test-token-rot-%d", i), time.Now().Add(life)
+		if err := h.pg.AlterPasswordUntil(context.Background(), appUser, tok, exp); err != nil {
+			t.Errorf("token %d: %v", i, err)
+		}
+		if i == 1 {
+			firstRotation.Store(time.Now())
+		}
+		return tok, exp
+	}
+	h.sc.RenewTokenBefore(client.ScopeAzurePostgres, renewBefore, next)
 	l := startLoad(h, 4)
 	rotated := 0
 	last := time.Now()
-	var firstRotation time.Time
 	// Rotate until the first token has been dead for 3 s (bounded: 20).
 	for i := 1; i <= 20 && time.Now().Before(exp0.Add(3*time.Second)); i++ {
 		before := l.ok.Load()
 		poll.Until(t, fmt.Sprintf("requests before rotation %d", i), func() bool {
-			return l.ok.Load() >= before+30 && time.Since(last) >= 2*time.Second
+			return l.ok.Load() >= before+30 && time.Since(last) >= gap
 		})
-		tok, exp := fmt.Sprintf("test-token-rot-%d", i), time.Now().Add(life)
-		h.sc.RotateToken(client.ScopeAzurePostgres, tok, exp, func() { h.pg.SetPasswordUntil(t, appUser, tok, exp) })
-		rotated, last = i, time.Now()
-		if i == 1 {
-			firstRotation = last
+		if i == 3 {
+			// Held up: the token ages until the application, needing new
+			// connections as the old ones reach their lifetime, gets one
+			// renewed by the sidecar.
+			made0 := made.Load()
+			poll.Until(t, "the sidecar renewing the token while the rotation is held up", func() bool {
+				return made.Load() > made0
+			})
 		}
+		h.sc.RenewToken(client.ScopeAzurePostgres)
+		rotated, last = i, time.Now()
 	}
 	before := l.ok.Load()
 	poll.Until(t, "requests after the last rotation", func() bool { return l.ok.Load() >= before+30 })
@@ -114,13 +151,13 @@ func TestEntraTokenChangesAndExpiresUnderLoad(t *testing.T) {
 	}
 	defer admin.Close(t.Context())
 	var stale int
-	if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_start < $2", appUser, firstRotation).Scan(&stale); err != nil {
+	if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_start < $2", appUser, firstRotation.Load()).Scan(&stale); err != nil {
 		t.Fatal(err)
 	}
 	if stale != 0 {
 		t.Errorf("%d sessions logged in with the first token are still open after it expired", stale)
 	}
-	for i := range rotated + 1 {
+	for i := range made.Load() + 1 {
 		if strings.Contains(h.logs.String(), fmt.Sprintf("test-token-rot-%d", i)) {
 			t.Errorf("token %d appears in the log", i)
 		}
