@@ -148,6 +148,7 @@ func isClosed(db *sql.DB) bool {
 // load issues requests from several goroutines until stop is closed and counts
 // the answers that were not 200.
 type load struct {
+	h          *harness
 	ok, failed atomic.Int64
 	firstErr   atomic.Value
 	wg         sync.WaitGroup
@@ -155,7 +156,7 @@ type load struct {
 }
 
 func startLoad(h *harness, workers int) *load {
-	l := &load{stop: make(chan struct{})}
+	l := &load{h: h, stop: make(chan struct{})}
 	paths := []string{"/api/v1/clients/1/orders?limit=3", "/api/v1/orders/101", "/api/v1/clients/1/summary", "/readyz"}
 	for w := range workers {
 		l.wg.Add(1)
@@ -186,6 +187,15 @@ func (l *load) finish(t *testing.T) {
 	l.wg.Wait()
 	if n := l.failed.Load(); n != 0 {
 		t.Errorf("%d of %d requests failed during the rotation; first: %v", n, n+l.ok.Load(), l.firstErr.Load())
+		// The app's own account of why it answered 503 (reason and error;
+		// credentials never reach its log, which the tests check).
+		shown := 0
+		for line := range strings.Lines(l.h.logs.String()) {
+			if strings.Contains(line, "not ready") && shown < 3 {
+				t.Logf("app log: %s", strings.TrimSpace(line))
+				shown++
+			}
+		}
 		return
 	}
 	t.Logf("%d requests, all answered 200", l.ok.Load())
