@@ -135,17 +135,29 @@ func client(t *testing.T, v *env) secretproxyv1.SecretServiceClient {
 	return secretproxyv1.NewSecretServiceClient(dial(t, v.a.GRPCAddr()))
 }
 
+// poll reports whether cond became true within bound, asking every 10 ms
+// (the sidecar runs in real time here: sockets and the emulator).
+func poll(bound time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(bound); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 func waitReady(t *testing.T, v *env) {
 	t.Helper()
 	hc := healthpb.NewHealthClient(dial(t, v.a.GRPCAddr()))
-	for range 1000 {
+	serving := poll(10*time.Second, func() bool {
 		r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "secretproxy.v1.SecretService"})
-		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+		return err == nil && r.Status == healthpb.HealthCheckResponse_SERVING
+	})
+	if !serving {
+		t.Fatalf("not SERVING after 10 s; logs:\n%s", v.logs)
 	}
-	t.Fatalf("not SERVING after 10 s; logs:\n%s", v.logs)
 }
 
 func callCtx(t *testing.T) context.Context {

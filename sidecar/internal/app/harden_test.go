@@ -82,13 +82,10 @@ func TestLargestPodReachesClient(t *testing.T) {
 
 	// Both streams ended on the client's side: neither is OK.
 	var byCode map[string]float64
-	for range 500 {
+	poll(5*time.Second, func() bool {
 		byCode = watchHandled(t, v.reg)
-		if byCode["Canceled"] >= 2 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return byCode["Canceled"] >= 2
+	})
 	if byCode["OK"] != 0 || byCode["Canceled"] != 2 {
 		t.Errorf("grpc_server_handled_total for WatchSecrets by code = %v, want Canceled 2 and OK 0", byCode)
 	}
@@ -97,13 +94,31 @@ func TestLargestPodReachesClient(t *testing.T) {
 // watchHandled returns grpc_server_handled_total of WatchSecrets by code.
 func watchHandled(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
+	out := map[string]float64{}
+	for _, s := range counterSeries(t, reg, "grpc_server_handled_total") {
+		if s.labels["grpc_method"] == "WatchSecrets" {
+			out[s.labels["grpc_code"]] = s.value
+		}
+	}
+	return out
+}
+
+// series is one series of a counter: its labels and value.
+type series struct {
+	labels map[string]string
+	value  float64
+}
+
+// counterSeries gathers reg and returns every series of the counter name.
+func counterSeries(t *testing.T, reg *prometheus.Registry, name string) []series {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
+	var out []series
 	for _, mf := range mfs {
-		if mf.GetName() != "grpc_server_handled_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -111,9 +126,7 @@ func watchHandled(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["grpc_method"] == "WatchSecrets" {
-				out[labels["grpc_code"]] = m.GetCounter().GetValue()
-			}
+			out = append(out, series{labels, m.GetCounter().GetValue()})
 		}
 	}
 	return out

@@ -137,11 +137,7 @@ func TestNoSecretValueLeaks(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for range 300 {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !poll(15*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
-	t.Fatalf("timed out waiting for %s", what)
 }

@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,18 +62,9 @@ func TestVaultRateLimit(t *testing.T) {
 // counterValue reads one series of a counter in reg by its single label value.
 func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
-				return m.GetCounter().GetValue()
-			}
+	for _, s := range counterSeries(t, reg, name) {
+		if len(s.labels) == 1 && slices.Contains(slices.Collect(maps.Values(s.labels)), label) {
+			return s.value
 		}
 	}
 	t.Fatalf("%s{%q} not found", name, label)
