@@ -88,14 +88,12 @@ listen: {grpc: "127.0.0.1:0", unix: %s, ops: "127.0.0.1:0", maxConnections: %d, 
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	for i := 0; ; i++ {
-		if code, _ := get("/readyz"); code == http.StatusOK {
-			break
-		}
-		if i == 200 {
-			t.Fatalf("never ready; output:\n%s", logs)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ready := poll(10*time.Second, func() bool {
+		code, _ := get("/readyz")
+		return code == http.StatusOK
+	})
+	if !ready {
+		t.Fatalf("never ready; output:\n%s", logs)
 	}
 
 	var flood []net.Conn
@@ -150,12 +148,10 @@ listen: {grpc: "127.0.0.1:0", unix: %s, ops: "127.0.0.1:0", maxConnections: %d, 
 	flood = nil
 	for _, target := range []string{grpcAddr, "unix://" + sock} {
 		var err error
-		for range 100 {
-			if err = call(target); err == nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		poll(5*time.Second, func() bool {
+			err = call(target)
+			return err == nil
+		})
 		if err != nil {
 			t.Errorf("client on %s after the flood: %v", target, err)
 		}
@@ -168,15 +164,18 @@ listen: {grpc: "127.0.0.1:0", unix: %s, ops: "127.0.0.1:0", maxConnections: %d, 
 // listenAddrs reads the listeners' addresses from the start log line.
 func listenAddrs(t *testing.T, logs *logbuf.Buffer) (grpcAddr, opsAddr string) {
 	t.Helper()
-	for range 400 {
-		for _, line := range strings.Split(logs.String(), "\n") {
+	found := poll(10*time.Second, func() bool {
+		for line := range strings.Lines(logs.String()) {
 			var rec struct{ Msg, GRPC, Ops string }
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "secret-proxy starting" {
-				return rec.GRPC, rec.Ops
+				grpcAddr, opsAddr = rec.GRPC, rec.Ops
+				return true
 			}
 		}
-		time.Sleep(25 * time.Millisecond)
+		return false
+	})
+	if !found {
+		t.Fatalf("no start log line; output:\n%s", logs)
 	}
-	t.Fatalf("no start log line; output:\n%s", logs)
-	return "", ""
+	return grpcAddr, opsAddr
 }

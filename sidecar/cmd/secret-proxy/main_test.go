@@ -174,17 +174,12 @@ listen:
 	}
 	defer cc.Close()
 	hc := healthpb.NewHealthClient(cc)
-	serving := false
-	for range 200 {
+	serving := poll(10*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
 		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
-			serving = true
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && r.Status == healthpb.HealthCheckResponse_SERVING
+	})
 	if !serving {
 		t.Fatalf("not SERVING; output:\n%s", logs.String())
 	}
@@ -279,6 +274,19 @@ func TestCheckAgreesWithStart(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// poll reports whether cond became true within bound, asking every 25 ms: the
+// binary under test runs in real time.
+func poll(bound time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(bound); ; time.Sleep(25 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
 		}
 	}
 }
