@@ -15,6 +15,16 @@ import (
 // handler is the shape of every route: it answers and returns the status it wrote.
 type handler func(http.ResponseWriter, *http.Request) int
 
+// slashTolerant returns a registrar on mux that routes a pattern, and the same
+// path with a trailing slash, to h behind gate.
+func (e *Emulator) slashTolerant(mux *http.ServeMux, kind string, gate handler) func(pattern string, h handler) {
+	return func(pattern string, h handler) {
+		f := e.route(kind, gate, h)
+		mux.HandleFunc(pattern, f)
+		mux.HandleFunc(pattern+"/{$}", f)
+	}
+}
+
 // route adapts a handler to ServeMux: gate runs first (nil: none) and answers alone when it
 // returns a status; the request is then recorded with kind.
 func (e *Emulator) route(kind string, gate, h handler) http.HandlerFunc {
@@ -51,13 +61,9 @@ func (e *Emulator) vaultHandler() http.Handler {
 // faults, the rate limit and the api-version check answer before the path is looked at.
 func (e *Emulator) vaultRoutes() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern string, h handler) {
-		f := e.route("vault", e.vaultGate, h)
-		// azsecrets' GetSecret with an empty version sends /secrets/{name}/ (a trailing
-		// slash); Key Vault treats it like /secrets/{name}, and so every path here.
-		mux.HandleFunc(pattern, f)
-		mux.HandleFunc(pattern+"/{$}", f)
-	}
+	// azsecrets' GetSecret with an empty version sends /secrets/{name}/ (a trailing
+	// slash); Key Vault treats it like /secrets/{name}, and so every path here.
+	handle := e.slashTolerant(mux, "vault", e.vaultGate)
 	handle("GET /secrets", noHead(e.listSecrets, methodNotAllowed))
 	handle("/secrets", methodNotAllowed)
 	handle("GET /secrets/{name}", noHead(func(w http.ResponseWriter, r *http.Request) int {
@@ -86,12 +92,8 @@ func (e *Emulator) vaultRoutes() http.Handler {
 // loopback, in case the listener was somehow bound wider.
 func (e *Emulator) adminRoutes() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern string, h handler) {
-		f := e.route("admin", e.adminGate, h)
-		// A trailing slash is the same path, as on the vault.
-		mux.HandleFunc(pattern, f)
-		mux.HandleFunc(pattern+"/{$}", f)
-	}
+	// A trailing slash is the same path, as on the vault.
+	handle := e.slashTolerant(mux, "admin", e.adminGate)
 	notAllowed := func(allowed string) handler {
 		return func(w http.ResponseWriter, r *http.Request) int { return adminMethod(w, r, allowed) }
 	}
