@@ -237,16 +237,23 @@ func (s *Server) AdminDSN() string { return s.DSN(s.AdminUser, s.AdminPassword, 
 // Exec runs one statement as the superuser and fails t on error.
 func (s *Server) Exec(t testing.TB, query string, args ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := s.exec(context.Background(), query, args...); err != nil {
+		t.Fatalf("pgtest: %s: %v", firstWords(query), err)
+	}
+}
+
+// exec runs one statement as the superuser on a connection of its own,
+// bounded at 30 s.
+func (s *Server) exec(ctx context.Context, query string, args ...any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	db, err := sql.Open("pgx", s.AdminDSN())
 	if err != nil {
-		t.Fatalf("pgtest: open: %v", err)
+		return fmt.Errorf("open: %w", err)
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, query, args...); err != nil {
-		t.Fatalf("pgtest: %s: %v", firstWords(query), err)
-	}
+	_, err = db.ExecContext(ctx, query, args...)
+	return err
 }
 
 func firstWords(q string) string {
@@ -281,14 +288,7 @@ func (s *Server) SetPasswordUntil(t testing.TB, user, password string, until tim
 // AlterPasswordUntil is SetPasswordUntil for a goroutine other than the
 // test's (such as a fake sidecar's handler), where t.Fatal must not be called.
 func (s *Server) AlterPasswordUntil(ctx context.Context, user, password string, until time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	db, err := sql.Open("pgx", s.AdminDSN())
-	if err != nil {
-		return fmt.Errorf("pgtest: open: %w", err)
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD %s VALID UNTIL %s", ident(user), literal(password), literal(until.UTC().Format("2006-01-02 15:04:05.000000+00")))); err != nil {
+	if err := s.exec(ctx, fmt.Sprintf("ALTER ROLE %s PASSWORD %s VALID UNTIL %s", ident(user), literal(password), literal(until.UTC().Format("2006-01-02 15:04:05.000000+00")))); err != nil {
 		return fmt.Errorf("pgtest: ALTER ROLE %s: %w", user, err)
 	}
 	return nil
